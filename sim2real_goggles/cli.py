@@ -1,0 +1,219 @@
+"""The ``goggles`` command: one subcommand per job, each with an example in its --help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from textwrap import dedent
+
+from sim2real_goggles import __version__
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="goggles",
+        description="sim2real_goggles: simulator, translators, ROS 2 nodes and evaluation for VR-Goggles.",
+        epilog="Example:\n  goggles demo --out demo_out\n  goggles eval-policy --policy expert --profile sim --episodes 200 --seed 0 --json",
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "demo",
+        help="expert drives through rooms; every look rendered side by side (video + contact sheet)",
+        formatter_class=fmt,
+        epilog="Example:\n  goggles demo --out demo_out --episodes 3",
+    )
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128, help="camera image size in pixels (default 128)")
+    p.add_argument("--looks", type=_csv, default=["sim", "real_lab", "real_office"], help="comma-separated profiles")
+
+    p = sub.add_parser(
+        "collect",
+        help="drive (expert + random) and write images, masks and a manifest",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles collect --profile real_lab --episodes 20 --out data/real_lab
+              goggles collect --paired sim,real_lab --episodes 20 --out data/pairs --preview
+
+            Layout: OUT/<profile>/images/NNNNNN.png, OUT/<profile>/masks/NNNNNN.png (class ids:
+            0 floor, 1 wall, 2 obstacle, 3 target, 255 ignore), OUT/manifest.json (profiles,
+            episode seeds, per-frame poses and actions), OUT/preview.png with --preview."""
+        ),
+    )
+    p.add_argument("--profile", default=None, help="look to record (name or YAML path; default sim)")
+    p.add_argument("--paired", type=_csv, default=[], help="comma-separated looks rendered at the same poses")
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0, help="episode e uses env seed SEED+e")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument(
+        "--driver",
+        choices=["mixed", "expert", "random"],
+        default="mixed",
+        help="mixed: expert with 30%% random actions",
+    )
+    p.add_argument("--every", type=int, default=1, help="keep every N-th frame")
+    p.add_argument("--max-steps", type=int, default=400, help="episode step limit")
+    p.add_argument("--preview", action="store_true", help="also write OUT/preview.png (looks side by side)")
+
+    p = sub.add_parser(
+        "eval-policy",
+        help="success rate of a policy over fixed seeds in a look",
+        formatter_class=fmt,
+        epilog="Example:\n  goggles eval-policy --policy expert --profile sim --episodes 200 --seed 0 --json",
+    )
+    p.add_argument("--policy", required=True, help="expert | random")
+    p.add_argument("--profile", default="sim", help="look (name or YAML path)")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0, help="episode i uses env seed SEED+i (same rooms for every method)")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--json", action="store_true", help="print JSON only")
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks with JSON output",
+        formatter_class=fmt,
+        epilog="Example:\n  goggles bench env --json",
+    )
+    bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    b = bench.add_parser(
+        "env",
+        help="env step cost vs the bare PyBullet render, and 2-process vector speed-up",
+        formatter_class=fmt,
+        epilog="Example:\n  goggles bench env --json --steps 3000",
+    )
+    b.add_argument("--steps", type=int, default=3000)
+    b.add_argument("--size", type=int, default=64)
+    b.add_argument("--profile", default="sim")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--json", action="store_true", help="print JSON only")
+
+    p = sub.add_parser(
+        "profiles",
+        help="list, show or check appearance profiles",
+        formatter_class=fmt,
+        epilog="Examples:\n  goggles profiles list\n  goggles profiles show real_lab\n  goggles profiles check my_camera.yaml",
+    )
+    p.add_argument("action", choices=["list", "show", "check"])
+    p.add_argument("profiles", nargs="*", help="profile names or YAML paths (show/check)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as exc:  # ProfileError is a ValueError
+        print(f"goggles {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sim2real_goggles.demo import run_demo
+
+    summary = run_demo(args.out, episodes=args.episodes, seed=args.seed, image_size=args.size, looks=tuple(args.looks))
+    for ep in summary["episodes"]:
+        state = "reached the chair" if ep["success"] else "did not reach the chair"
+        print(f"episode seed {ep['seed']}: {state} in {ep['steps']} steps, {ep['collisions']} collisions")
+    print(f"wrote {summary['video']}, {summary['contact_sheet']} and {args.out / 'demo.json'}")
+    return 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from sim2real_goggles.appearance.profile import load_profile
+    from sim2real_goggles.data.collect import collect_dataset
+
+    looks = ([args.profile] if args.profile else []) + args.paired
+    looks = list(dict.fromkeys(looks)) or ["sim"]
+    for look in looks:  # fail on a bad profile before any rendering
+        load_profile(look)
+    manifest = collect_dataset(
+        args.out,
+        looks,
+        episodes=args.episodes,
+        seed=args.seed,
+        image_size=args.size,
+        driver=args.driver,
+        every=args.every,
+        max_steps=args.max_steps,
+        preview=args.preview,
+    )
+    print(json.dumps({"out": str(args.out), "profiles": manifest["profiles"], "frames": len(manifest["frames"])}))
+    return 0
+
+
+def _eval_policy(args: argparse.Namespace) -> int:
+    from sim2real_goggles.appearance.profile import load_profile
+    from sim2real_goggles.evaluation.policy_eval import make_policy, run_episodes, summarize
+
+    profile = load_profile(args.profile)
+    policy = make_policy(args.policy)
+    results = run_episodes(policy, args.profile, args.episodes, args.seed, image_size=args.size, progress=not args.json)
+    summary = summarize(results, policy=args.policy, profile=profile.name, seed=args.seed, image_size=args.size)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        low, high = summary["ci95"]
+        print(
+            f"{args.policy} on {profile.name}: success {summary['success_rate']:.1%} "
+            f"(95% CI {low:.1%}-{high:.1%}) over {summary['episodes']} episodes, "
+            f"mean steps to success {summary['mean_steps']}, collisions {summary['collisions']}"
+        )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from sim2real_goggles.bench import bench_env
+
+    result = bench_env(steps=args.steps, image_size=args.size, profile=args.profile, seed=args.seed)
+    print(json.dumps(result, indent=None if args.json else 1))
+    return 0
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from sim2real_goggles.appearance.profile import list_profiles, load_profile
+
+    if args.action == "list":
+        for name in list_profiles():
+            print(f"{name}: {load_profile(name).description}")
+        return 0
+    if not args.profiles:
+        raise ValueError(f"'profiles {args.action}' needs at least one profile name or path")
+    for spec in args.profiles:
+        prof = load_profile(spec)
+        if args.action == "show":
+            print(json.dumps(dataclasses.asdict(prof), indent=1))
+        else:
+            print(f"{prof.source}: ok ({prof.name})")
+    return 0
+
+
+_COMMANDS = {
+    "demo": _demo,
+    "collect": _collect,
+    "eval-policy": _eval_policy,
+    "bench": _bench,
+    "profiles": _profiles,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

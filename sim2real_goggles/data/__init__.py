@@ -1,0 +1,1 @@
+"""Data: collecting rendered datasets and reading image domains (profiles, folders)."""

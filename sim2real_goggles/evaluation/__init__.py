@@ -1,0 +1,1 @@
+"""Evaluation: policy success rates, (later) translation metrics, reports."""

@@ -1,0 +1,115 @@
+"""The goggles command: help texts with examples, JSON outputs, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sim2real_goggles.cli import _parser, main
+
+SUBCOMMANDS = ["demo", "collect", "eval-policy", "bench", "profiles"]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS + ["bench env"])
+def test_every_subcommand_help_shows_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command.split(), "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "Example" in out
+    assert f"goggles {command.split()[0]}" in out
+
+
+def test_top_level_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in SUBCOMMANDS:
+        assert command in out
+
+
+def test_console_entry_point_runs_as_a_module():
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim2real_goggles.cli", "profiles", "list"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split(":")[0] for line in proc.stdout.splitlines()]
+    assert {"sim", "real_lab", "real_office"} <= set(names)
+
+
+def test_eval_policy_json_keys_and_values(capsys):
+    assert (
+        main(
+            [
+                "eval-policy",
+                "--policy",
+                "expert",
+                "--profile",
+                "sim",
+                "--episodes",
+                "4",
+                "--seed",
+                "3",
+                "--size",
+                "32",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    for key in ("success_rate", "ci95", "episodes", "mean_steps", "collisions"):
+        assert key in result
+    assert result["episodes"] == 4
+    assert result["success_rate"] == 1.0
+    low, high = result["ci95"]
+    assert 0.0 < low < 1.0 and high == 1.0
+    assert result["collisions"] == 0
+
+
+def test_eval_policy_random_is_worse_than_expert(capsys):
+    main(["eval-policy", "--policy", "random", "--profile", "sim", "--episodes", "3", "--size", "32", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["success_rate"] < 1.0 or result["mean_steps"] > 100
+
+
+def test_unknown_policy_and_profile_fail_clearly(capsys):
+    assert main(["eval-policy", "--policy", "nonsense", "--episodes", "1"]) == 2
+    assert "unknown policy 'nonsense'" in capsys.readouterr().err
+    assert main(["eval-policy", "--policy", "expert", "--profile", "no_such_look", "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_look" in err and "real_lab" in err
+
+
+def test_profiles_show_and_check(tmp_path, capsys):
+    assert main(["profiles", "show", "real_lab"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["camera"]["k1"] > 0 and shown["name"] == "real_lab"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("textures: {floor: {color: [1,2,3]}}\n")
+    assert main(["profiles", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "textures.wall" in err
+
+
+def test_bench_env_json(capsys):
+    assert main(["bench", "env", "--steps", "60", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in (
+        "env_step_ms",
+        "bare_render_ms",
+        "overhead_ratio",
+        "steps_per_s",
+        "vector2_steps_per_s",
+        "vector2_speedup",
+    ):
+        assert result[key] > 0, key
+    assert result["overhead_ratio"] == pytest.approx(result["env_step_ms"] / result["bare_render_ms"], rel=0.01)
+
+
+def test_parser_defaults_match_documented_commands():
+    args = _parser().parse_args(["collect", "--paired", "sim,real_lab", "--episodes", "2", "--out", "x"])
+    assert args.paired == ["sim", "real_lab"] and args.driver == "mixed" and args.size == 64
