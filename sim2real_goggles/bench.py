@@ -12,38 +12,37 @@ import pybullet as pb
 from sim2real_goggles.envs.vector import InlineAsyncVectorEnv
 
 
-def _vector_steps_per_s(venv: gym.vector.VectorEnv, vec_steps: int, rng: np.random.Generator) -> float:
-    """Env steps per second of a 2-env vector over ``vec_steps`` vector steps (after warm-up)."""
-    for _ in range(10):
-        venv.step(rng.integers(0, 3, size=2))
-    t0 = time.perf_counter()
-    for _ in range(vec_steps):
-        venv.step(rng.integers(0, 3, size=2))
-    return 2 * vec_steps / (time.perf_counter() - t0)
-
-
-def _single_steps_per_s(env: gym.Env, actions: np.ndarray, seed: int) -> float:
-    """Steps per second of one env in this process, resets included."""
+def _timed_steps(env: gym.Env | gym.vector.VectorEnv, actions: np.ndarray, seed: int | list[int]) -> float:
+    """Seconds spent stepping ``actions`` after a (untimed) reset with ``seed``. Episodes that
+    end are reset without a seed, as vector autoreset does, so a single env fed one column of
+    a vector's actions walks through exactly the rooms and poses of that vector env."""
     env.reset(seed=seed)
-    t0 = time.perf_counter()
+    elapsed = 0.0
+    vector = isinstance(env, gym.vector.VectorEnv)
     for a in actions:
+        t0 = time.perf_counter()
         _, _, term, trunc, _ = env.step(a)
-        if term or trunc:
+        elapsed += time.perf_counter() - t0
+        if not vector and (term or trunc):
+            t0 = time.perf_counter()
             env.reset()
-    return len(actions) / (time.perf_counter() - t0)
+            elapsed += time.perf_counter() - t0
+    return elapsed
 
 
 def bench_env(
-    steps: int = 3000, image_size: int = 64, profile: str = "sim", seed: int = 0, rounds: int = 3
+    steps: int = 3000, image_size: int = 64, profile: str = "sim", seed: int = 0, round_steps: int = 100
 ) -> dict[str, Any]:
     """Env step cost against the bare PyBullet render of the same camera at the same poses,
     and env throughput of one process against vectors of 2 processes (random actions).
 
     Three measurements in one run: (1) each env step is followed by a bare ``getCameraImage``
     of the same client, scene, camera and pose, timed separately (``overhead_ratio``);
-    (2) one env alone, steps per second with resets (``steps_per_s``); (3) the same number of
-    env steps in :class:`InlineAsyncVectorEnv` and in gymnasium's ``AsyncVectorEnv``, 2 envs
-    each. (2) and (3) alternate over ``rounds`` rounds; the medians are reported.
+    (2) one env alone, steps per second (``steps_per_s``); (3) the same work (same rooms, same
+    actions) in :class:`InlineAsyncVectorEnv` and in gymnasium's ``AsyncVectorEnv`` with 2 envs
+    each, alternating with (2) in rounds of ``round_steps`` steps per env: this machine's speed
+    drifts by +-20% over seconds, and fine alternation keeps both sides of a ratio under the
+    same conditions.
     """
     env = gym.make("Goggles/NavToTarget-v0", image_size=image_size, profile=profile)
     core = env.unwrapped
@@ -78,26 +77,30 @@ def bench_env(
         if term or trunc:
             env.reset()
             resets += 1
-    # Throughput: single env and 2-env vectors in alternating rounds (this machine's speed
-    # drifts between seconds; alternating keeps each ratio's two sides close in time).
+    # Throughput on identical work: each round, a 2-env vector steps rooms (seed, seed + 1)
+    # with an action column each; the single env then steps the same two rooms with the same
+    # actions one after the other. Rounds alternate so both sides see the same machine state.
     make = lambda: gym.make("Goggles/NavToTarget-v0", image_size=image_size, profile=profile)  # noqa: E731
     inline = InlineAsyncVectorEnv([make] * 2)
     gym_async = gym.vector.AsyncVectorEnv([make] * 2)
-    single, inline_sps, gym_async_sps = [], [], []
+    per_round = max(1, min(round_steps, steps // 2))
+    rounds = max(1, steps // (2 * per_round))
+    single_s = inline_s = gym_async_s = 0.0
     try:
-        for venv in (inline, gym_async):
-            venv.reset(seed=seed)
         for r in range(rounds):
-            single.append(_single_steps_per_s(env, actions[: steps // rounds], seed + r))
-            inline_sps.append(_vector_steps_per_s(inline, steps // rounds // 2, rng))
-            gym_async_sps.append(_vector_steps_per_s(gym_async, steps // rounds // 2, rng))
+            seeds = [seed + 2 * r, seed + 2 * r + 1]
+            acts = rng.integers(0, 3, size=(per_round, 2))
+            inline_s += _timed_steps(inline, acts, seeds)
+            gym_async_s += _timed_steps(gym_async, acts, seeds)
+            single_s += _timed_steps(env, acts[:, 0], seeds[0]) + _timed_steps(env, acts[:, 1], seeds[1])
     finally:
         env.close()
         inline.close()
         gym_async.close()
-    sps = float(np.median(single))
-    vec_sps = float(np.median(inline_sps))
-    gym_vec_sps = float(np.median(gym_async_sps))
+    work = 2 * per_round * rounds
+    sps = work / single_s
+    vec_sps = work / inline_s
+    gym_vec_sps = work / gym_async_s
 
     env_step_ms = step_time / steps * 1e3
     bare_ms = bare / steps * 1e3

@@ -9,9 +9,10 @@ import pytest
 from sim2real_goggles.envs.vector import InlineAsyncVectorEnv, make_inline_vec
 
 
-def test_inline_vector_matches_sync_vector_through_autoreset():
+@pytest.mark.parametrize("handoff", ["shm", "pipe"])
+def test_inline_vector_matches_sync_vector_through_autoreset(handoff):
     kwargs = dict(image_size=32, max_episode_steps=25)
-    inline = make_inline_vec(2, **kwargs)
+    inline = InlineAsyncVectorEnv([lambda: gym.make("Goggles/NavToTarget-v0", **kwargs)] * 2, handoff=handoff)
     sync = gym.vector.SyncVectorEnv([lambda: gym.make("Goggles/NavToTarget-v0", **kwargs)] * 2)
     try:
         oa, ia = inline.reset(seed=11)
@@ -39,6 +40,20 @@ def test_worker_error_is_reported():
 
     with pytest.raises(RuntimeError, match="camera driver missing"):
         InlineAsyncVectorEnv([lambda: gym.make("Goggles/NavToTarget-v0", image_size=32), broken])
+
+
+@pytest.mark.parametrize("handoff", ["shm", "pipe"])
+def test_three_envs_and_a_dead_worker_is_reported(handoff):
+    vec = InlineAsyncVectorEnv([lambda: gym.make("Goggles/NavToTarget-v0", image_size=32)] * 3, handoff=handoff)
+    try:
+        obs, _ = vec.reset(seed=0)
+        assert obs.shape == (3, 32, 32, 3)
+        vec._remotes[0].process.kill()
+        vec._remotes[0].process.join()
+        with pytest.raises((EOFError, RuntimeError, OSError)):
+            vec.step(np.zeros(3, dtype=np.int64))
+    finally:
+        vec.close()
 
 
 def test_close_stops_workers():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -23,39 +24,130 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, create_empty_array, iterate
 
 SPIN_SECONDS = 0.003
-"""How long a waiting side polls before it blocks. A blocked process is woken through the
-scheduler, which on small VMs costs a few hundred microseconds per hand-over; polling for a few
-milliseconds (about one step) keeps hand-overs in the microseconds. Only used while there is a
-core per process: with more envs than cores, polling would steal time from the envs."""
+"""How long a waiting side polls before it sleeps. A process blocked in a pipe read is woken
+through the scheduler, which on small VMs costs 0.1-0.5 ms per hand-over (measured here); a
+shared-memory mailbox polled for a few milliseconds (about one step) hands over in
+microseconds. Polling is only used while there is a core per process: with more envs than cores
+it would steal time from the envs, so the workers then block on a pipe instead."""
+
+MAILBOX_BYTES = 1 << 20
+"""Capacity of each shared-memory mailbox; larger messages travel through the pipe."""
 
 
-def _spin_recv(conn, spin: float) -> Any:
-    deadline = time.perf_counter() + spin
-    while not conn.poll(0) and time.perf_counter() < deadline:
-        pass
-    return conn.recv()
+class _PipeLink:
+    """Messages over a pipe (blocking reads); used when envs outnumber cores."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def send(self, obj: Any, alive: Callable[[], bool]) -> None:
+        self.conn.send(obj)
+
+    def recv(self, alive: Callable[[], bool]) -> Any:
+        while not self.conn.poll(0.5):
+            if not alive():
+                raise EOFError("the other side of the vector env link is gone")
+        return self.conn.recv()
 
 
-def _worker(conn, env_fn: Callable[[], gym.Env], spin: float) -> None:
+class _Mailbox:
+    """One direction of a shared-memory link: a byte buffer and [sequence, length] counters.
+
+    The lock is uncontended (taken only around the counters); it is there for its memory
+    barrier, so a reader that sees the new sequence number also sees the payload on every
+    architecture, not only on x86. It is never waited on without a liveness check: a process
+    killed while holding it must not hang the other side.
+    """
+
+    def __init__(self, ctx: Any, capacity: int):
+        self.data = ctx.RawArray("b", capacity)
+        self.meta = ctx.RawArray("q", 2)
+        self.lock = ctx.Lock()
+
+    def attach(self) -> None:
+        self.view = memoryview(self.data).cast("B")
+        self.seen = self.meta[0]
+
+    def put(self, payload: bytes, conn, alive: Callable[[], bool]) -> None:
+        n = len(payload)
+        if n <= len(self.view):
+            self.view[:n] = payload
+        else:
+            conn.send_bytes(payload)
+            n = -1
+        while not self.lock.acquire(timeout=0.2):
+            if not alive():
+                raise EOFError("the other side of the vector env link is gone")
+        try:
+            self.meta[1] = n
+            self.meta[0] += 1
+        finally:
+            self.lock.release()
+
+    def take(self, conn, spin: float, alive: Callable[[], bool]) -> bytes:
+        deadline = time.perf_counter() + spin
+        pause = 2e-5
+        while True:
+            if self.lock.acquire(False):
+                try:
+                    fresh = self.meta[0] != self.seen
+                    n = self.meta[1]
+                finally:
+                    self.lock.release()
+                if fresh:
+                    break
+            if time.perf_counter() >= deadline:
+                if not alive():
+                    raise EOFError("the other side of the vector env link is gone")
+                time.sleep(pause)
+                pause = min(pause * 2, 2e-3)
+        self.seen += 1
+        return conn.recv_bytes() if n < 0 else bytes(self.view[:n])
+
+
+class _ShmLink:
+    """Messages through two shared-memory mailboxes (request, response), polled."""
+
+    def __init__(self, conn, outbox: _Mailbox, inbox: _Mailbox, spin: float):
+        self.conn, self.outbox, self.inbox, self.spin = conn, outbox, inbox, spin
+        outbox.attach()
+        inbox.attach()
+
+    def send(self, obj: Any, alive: Callable[[], bool]) -> None:
+        self.outbox.put(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), self.conn, alive)
+
+    def recv(self, alive: Callable[[], bool]) -> Any:
+        return pickle.loads(self.inbox.take(self.conn, self.spin, alive))
+
+
+def _worker(conn, env_fn: Callable[[], gym.Env], boxes: tuple[_Mailbox, _Mailbox] | None, spin: float) -> None:
     env = None
+    link: Any = _PipeLink(conn) if boxes is None else _ShmLink(conn, boxes[1], boxes[0], spin)
+    parent = os.getppid()
+
+    def parent_alive() -> bool:
+        return os.getppid() == parent
+
     try:
         env = env_fn()
-        conn.send(("ok", (env.observation_space, env.action_space, env.metadata, env.render_mode, env.spec)))
+        link.send(
+            ("ok", (env.observation_space, env.action_space, env.metadata, env.render_mode, env.spec)), parent_alive
+        )
         while True:
-            cmd, arg = _spin_recv(conn, spin)
+            cmd, arg = link.recv(parent_alive)
             if cmd == "step":
-                conn.send(("ok", env.step(arg)))
+                link.send(("ok", env.step(arg)), parent_alive)
             elif cmd == "reset":
-                conn.send(("ok", env.reset(**arg)))
+                link.send(("ok", env.reset(**arg)), parent_alive)
             elif cmd == "render":
-                conn.send(("ok", env.render()))
+                link.send(("ok", env.render()), parent_alive)
             elif cmd == "close":
-                conn.send(("ok", None))
+                link.send(("ok", None), parent_alive)
                 break
     except (KeyboardInterrupt, EOFError):
         pass
     except Exception as exc:  # noqa: BLE001 - forwarded to the parent with its traceback
-        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        link.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"), parent_alive)
     finally:
         if env is not None:
             env.close()
@@ -66,23 +158,24 @@ class _RemoteEnv:
     """Env proxy living in a worker process; ``begin`` sends a command ahead of time."""
 
     def __init__(self, env_fn: Callable[[], gym.Env], ctx: Any, spin: float):
-        self.spin = spin
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker, args=(child, env_fn, spin), daemon=True)
+        boxes = (_Mailbox(ctx, MAILBOX_BYTES), _Mailbox(ctx, MAILBOX_BYTES)) if spin > 0 else None
+        self.process = ctx.Process(target=_worker, args=(child, env_fn, boxes, spin), daemon=True)
         self.process.start()
         child.close()
+        self.link: Any = _PipeLink(self.conn) if boxes is None else _ShmLink(self.conn, boxes[0], boxes[1], spin)
         (self.observation_space, self.action_space, self.metadata, self.render_mode, self.spec) = self._recv()
         self._pending: tuple[str, Any] | None = None
 
     def _recv(self) -> Any:
-        status, payload = _spin_recv(self.conn, self.spin)
+        status, payload = self.link.recv(self.process.is_alive)
         if status == "error":
             raise RuntimeError(f"vector env worker failed: {payload}")
         return payload
 
     def begin(self, cmd: str, arg: Any) -> None:
         assert self._pending is None, "a command is already in flight"
-        self.conn.send((cmd, arg))
+        self.link.send((cmd, arg), self.process.is_alive)
         self._pending = (cmd, arg)
 
     def _call(self, cmd: str, arg: Any) -> Any:
@@ -92,7 +185,7 @@ class _RemoteEnv:
             result = self._recv()
             if pending_cmd == cmd and (cmd != "reset" or pending_arg == arg):
                 return result
-        self.conn.send((cmd, arg))
+        self.link.send((cmd, arg), self.process.is_alive)
         return self._recv()
 
     def step(self, action: Any):
@@ -131,6 +224,8 @@ class InlineAsyncVectorEnv(VectorEnv):
     Args:
         env_fns: env constructors; with the ``fork`` start method they need not be picklable.
         context: multiprocessing start method (default ``fork`` where available).
+        handoff: ``shm`` (polled shared-memory mailboxes), ``pipe`` (blocking pipes) or
+            ``auto``: shm while every process has a core of its own, else pipe.
         copy: return a copy of the batched observations (as SyncVectorEnv does).
         autoreset_mode: ``next_step`` (default) or ``disabled``.
     """
@@ -139,6 +234,7 @@ class InlineAsyncVectorEnv(VectorEnv):
         self,
         env_fns: Sequence[Callable[[], gym.Env]],
         context: str | None = None,
+        handoff: str = "auto",
         copy: bool = True,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ):
@@ -150,7 +246,12 @@ class InlineAsyncVectorEnv(VectorEnv):
             context = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(context)
         # Workers first: fork before this process opens its own PyBullet client.
-        spin = SPIN_SECONDS if len(env_fns) <= (os.cpu_count() or 1) else 0.0
+        if handoff not in ("auto", "shm", "pipe"):
+            raise ValueError(f"handoff must be 'auto', 'shm' or 'pipe', not {handoff!r}")
+        if handoff == "auto":
+            handoff = "shm" if len(env_fns) <= (os.cpu_count() or 1) else "pipe"
+        spin = SPIN_SECONDS if handoff == "shm" else 0.0
+        self.handoff = handoff
         self._remotes = [_RemoteEnv(fn, ctx, spin) for fn in env_fns[1:]]
         try:
             self._local = env_fns[0]()
@@ -179,6 +280,7 @@ class InlineAsyncVectorEnv(VectorEnv):
         self._terminations = np.zeros(self.num_envs, dtype=np.bool_)
         self._truncations = np.zeros(self.num_envs, dtype=np.bool_)
         self._autoreset_envs = np.zeros(self.num_envs, dtype=np.bool_)
+        self._discrete = isinstance(self.single_action_space, gym.spaces.Discrete)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         if seed is None or isinstance(seed, int):
@@ -200,6 +302,8 @@ class InlineAsyncVectorEnv(VectorEnv):
 
     def step(self, actions: Any):
         acts = list(iterate(self.action_space, actions))
+        if self._discrete:  # a Python int pickles 10x faster than a numpy scalar
+            acts = [int(a) for a in acts]
         resetting = self.autoreset_mode == AutoresetMode.NEXT_STEP and self._autoreset_envs
         for i, remote in enumerate(self._remotes, start=1):
             if resetting is not False and resetting[i]:
