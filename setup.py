@@ -1,6 +1,7 @@
 """ament_python package: installs with colcon on a ROS 2 machine and with pip anywhere."""
 
 from glob import glob
+from os.path import dirname, isfile
 
 from setuptools import find_packages, setup
 
@@ -11,11 +12,7 @@ def tree(folder: str) -> list[tuple[str, list[str]]]:
     """data_files entries that keep the folder structure below share/<package>/."""
     entries: dict[str, list[str]] = {}
     for path in sorted(glob(f"{folder}/**/*", recursive=True)):
-        if "/__pycache__" in path or not glob(path) or path.endswith("/"):
-            continue
-        from os.path import dirname, isfile
-
-        if isfile(path):
+        if isfile(path) and "__pycache__" not in path:
             entries.setdefault(f"share/{PACKAGE}/{dirname(path)}", []).append(path)
     return sorted(entries.items())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, SupportsFloat
@@ -153,8 +154,13 @@ class NavToTargetEnv(gym.Env[np.ndarray, np.int64]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self.layout = generate_layout(self.np_random, self.layout_config)
+        # One draw for all appearance randomness; each look then has a stream of its own keyed by
+        # its name, so a look renders the same whether it is the observation or a paired view,
+        # and the room sequence does not depend on which paired looks were asked for.
+        appearance_seed = int(self.np_random.integers(2**63))
         for renderer in (self.renderer, *self.paired.values()):
-            renderer.build(self.layout, self.np_random)
+            key = zlib.crc32(renderer.profile.name.encode())
+            renderer.build(self.layout, np.random.default_rng([appearance_seed, key]))
         s = self.layout.start
         self.pose = np.array([s.x, s.y, s.yaw])
         self._geodesic = self.layout.reward_field.lookup(s.x, s.y)
