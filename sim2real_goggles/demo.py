@@ -55,7 +55,7 @@ def run_demo(
             steps, done, total_reward = 0, False, 0.0
             while True:
                 views = [obs] + [info["paired"][name] for name in looks[1:]] + [colorize_mask(info["mask"])]
-                labels = [*looks, "mask (sim camera)"]
+                labels = [*looks, f"mask ({looks[0]} camera)"]
                 tiles = [
                     _label(cv2.resize(v, (tile, tile), interpolation=cv2.INTER_NEAREST), lab)
                     for v, lab in zip(views, labels)

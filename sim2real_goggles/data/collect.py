@@ -159,12 +159,13 @@ def collect_dataset(
 
 
 CLASS_COLORS = np.zeros((256, 3), np.uint8)
-CLASS_COLORS[:4] = [(128, 128, 128), (200, 190, 170), (40, 170, 60), (210, 30, 30)]
+# A palette of its own (not the sim look's colours), so a mask is never mistaken for a render.
+CLASS_COLORS[:4] = [(50, 60, 150), (235, 205, 60), (40, 200, 200), (235, 40, 200)]
 CLASS_COLORS[255] = (0, 0, 0)
 
 
 def colorize_mask(mask: np.ndarray) -> np.ndarray:
-    """Class-id mask -> RGB (floor grey, wall beige, obstacle green, target red, ignore black)."""
+    """Class-id mask -> RGB (floor blue, wall yellow, obstacle cyan, target magenta, ignore black)."""
     return CLASS_COLORS[mask]
 
 

@@ -1,10 +1,12 @@
-"""Gymnasium environments; importing ``sim2real_goggles`` registers them."""
+"""Gymnasium environments; importing ``sim2real_goggles`` registers them.
+
+Registration names the entry point as a string, so importing the package does not load PyBullet
+until an environment is made.
+"""
 
 from __future__ import annotations
 
 import gymnasium as gym
-
-from sim2real_goggles.envs.nav_to_target import NavToTargetEnv
 
 ENV_IDS = ("Goggles/NavToTarget-v0",)
 
@@ -19,4 +21,4 @@ def register_envs() -> None:
         )
 
 
-__all__ = ["ENV_IDS", "NavToTargetEnv", "register_envs"]
+__all__ = ["ENV_IDS", "register_envs"]
