@@ -58,7 +58,8 @@ setup(
             "ros-builtin-interfaces",
             "rosbags",
         ],
-        "dev": ["pytest>=8", "pytest-timeout", "ruff"],
+        "export": ["onnx", "onnxruntime"],
+        "dev": ["pytest>=8", "pytest-timeout", "ruff", "onnx", "onnxruntime"],
     },
     zip_safe=False,
     entry_points={

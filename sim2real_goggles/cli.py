@@ -102,6 +102,41 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON only")
 
     p = sub.add_parser(
+        "train-segmenter",
+        help="train the sim segmenter on rendered images + masks; report sem_miou per look",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Example:
+              goggles train-segmenter --domain sim --out runs/segmenter.pt
+
+            Evaluates the trained segmenter, untranslated, on --eval-looks (held-out rooms):
+            its sem_miou on the real-like looks is the reality gap the goggles must close."""
+        ),
+    )
+    p.add_argument("--domain", default="sim", help="training look (profile) or image folder with masks/")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint path")
+    p.add_argument("--iterations", type=int, default=1500)
+    p.add_argument("--frames", type=int, default=3000, help="training frames")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-looks", type=_csv, default=["sim", "real_lab", "real_office"])
+    p.add_argument("--eval-frames", type=int, default=400)
+    p.add_argument("--json", action="store_true", help="print JSON only")
+
+    p = sub.add_parser(
+        "export",
+        help="export a translator checkpoint to ONNX and check it against PyTorch",
+        formatter_class=fmt,
+        epilog="Example:\n  goggles export runs/vr_goggles.pt --onnx runs/vr_goggles.onnx",
+    )
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--onnx", type=Path, required=True, help="output .onnx path")
+    p.add_argument("--size", type=int, default=None, help="example input side (default: the checkpoint's image size)")
+
+    p = sub.add_parser(
         "profiles",
         help="list, show or check appearance profiles",
         formatter_class=fmt,
@@ -186,6 +221,46 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_segmenter(args: argparse.Namespace) -> int:
+    from sim2real_goggles.training.segmenter import SegmenterConfig, train_segmenter
+
+    cfg = SegmenterConfig(
+        domain=args.domain,
+        image_size=args.size,
+        frames=args.frames,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        eval_looks=tuple(args.eval_looks),
+        eval_frames=args.eval_frames,
+    )
+    result = train_segmenter(cfg, args.out, progress=not args.json)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"wrote {result['checkpoint']} ({result['train_minutes']} min, loss {result['first_loss']} -> {result['final_loss']})"
+        )
+        for look, r in result["eval"].items():
+            per_class = ", ".join(f"{k} {v}" for k, v in r["per_class_iou"].items())
+            print(f"  {look}: sem_miou {r['sem_miou']} ({per_class})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sim2real_goggles.export import PARITY_TOLERANCE, export_onnx, onnx_parity
+
+    out = export_onnx(args.checkpoint, args.onnx, size=args.size)
+    worst = onnx_parity(args.checkpoint, out)
+    print(
+        json.dumps(
+            {"onnx": str(out), "max_abs_diff": worst, "tolerance": PARITY_TOLERANCE, "ok": worst <= PARITY_TOLERANCE}
+        )
+    )
+    return 0 if worst <= PARITY_TOLERANCE else 1
+
+
 def _profiles(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -211,6 +286,8 @@ _COMMANDS = {
     "collect": _collect,
     "eval-policy": _eval_policy,
     "bench": _bench,
+    "train-segmenter": _train_segmenter,
+    "export": _export,
     "profiles": _profiles,
 }
 

@@ -1,0 +1,242 @@
+"""Networks: translators (ResNet-9 reference, compact CPU generator), PatchGAN, segmenter.
+
+Every network is a pure ``nn.Module``: generators map a [-1, 1] image batch (N, 3, H, W) to a
+[-1, 1] image batch of the same size (H and W multiples of :data:`SIZE_MULTIPLE`); the
+segmenter maps the same input to (N, num_classes, H, W) logits. No state is kept between calls,
+so a ROS node can call them from any thread.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+SIZE_MULTIPLE = 4
+"""Generators and the segmenter down-sample twice: inputs must be multiples of 4 pixels."""
+
+Norm = Literal["instance", "batch"]
+
+
+def _norm(kind: Norm, channels: int) -> nn.Module:
+    if kind == "instance":
+        # As in CycleGAN: no affine parameters, no running statistics.
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown norm {kind!r}: use 'instance' or 'batch'")
+
+
+class ResidualBlock(nn.Module):
+    """CycleGAN residual block: reflect-pad, conv3x3, norm, ReLU, reflect-pad, conv3x3, norm."""
+
+    def __init__(self, channels: int, norm: Norm = "instance"):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=norm == "instance"),
+            _norm(norm, channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=norm == "instance"),
+            _norm(norm, channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNet9Generator(nn.Module):
+    """The CycleGAN reference generator (Zhu et al. 2017, Johnson et al. 2016):
+    c7s1-64, d128, d256, 9 x R256, u128, u64, c7s1-3, tanh. About 11.4 M parameters.
+
+    :param ngf: filters of the first layer.
+    :param n_blocks: residual blocks at 1/4 resolution.
+    :param norm: ``instance`` (reference) or ``batch``.
+    """
+
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, norm: Norm = "instance"):
+        super().__init__()
+        bias = norm == "instance"
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(3, ngf, 7, bias=bias),
+            _norm(norm, ngf),
+            nn.ReLU(inplace=True),
+        ]
+        ch = ngf
+        for _ in range(2):
+            layers += [
+                nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=bias),
+                _norm(norm, ch * 2),
+                nn.ReLU(inplace=True),
+            ]
+            ch *= 2
+        layers += [ResidualBlock(ch, norm) for _ in range(n_blocks)]
+        for _ in range(2):
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+                _norm(norm, ch // 2),
+                nn.ReLU(inplace=True),
+            ]
+            ch //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, 3, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class SeparableResidualBlock(nn.Module):
+    """Residual block of two depthwise-separable 3x3 convolutions (MobileNet style): about
+    9x fewer multiply-adds than a dense 3x3 block at 128 channels."""
+
+    def __init__(self, channels: int, norm: Norm = "instance"):
+        super().__init__()
+
+        def separable() -> list[nn.Module]:
+            return [
+                nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect", groups=channels, bias=False),
+                nn.Conv2d(channels, channels, 1, bias=norm == "instance"),
+                _norm(norm, channels),
+            ]
+
+        self.body = nn.Sequential(*separable(), nn.ReLU(inplace=True), *separable())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class CompactGenerator(nn.Module):
+    """A generator for CPU real time: the ResNet-9 layout with a quarter of the width,
+    depthwise-separable residual blocks, and nearest-neighbour up-sampling + 3x3 convolution in
+    place of transposed convolutions (no checkerboard artefacts, vectorises well). About
+    0.4 M parameters at the defaults.
+
+    :param ngf: filters of the first layer (channels at 1/4 resolution are 4 * ngf).
+    :param n_blocks: separable residual blocks at 1/4 resolution.
+    :param norm: ``instance`` or ``batch`` (foldable into the convolutions for inference).
+    """
+
+    def __init__(self, ngf: int = 32, n_blocks: int = 6, norm: Norm = "instance"):
+        super().__init__()
+        bias = norm == "instance"
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, ngf, 3, padding=1, padding_mode="reflect", bias=bias),
+            _norm(norm, ngf),
+            nn.ReLU(inplace=True),
+        ]
+        ch = ngf
+        for _ in range(2):
+            layers += [
+                nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=bias),
+                _norm(norm, ch * 2),
+                nn.ReLU(inplace=True),
+            ]
+            ch *= 2
+        layers += [SeparableResidualBlock(ch, norm) for _ in range(n_blocks)]
+        for _ in range(2):
+            layers += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(ch, ch // 2, 3, padding=1, bias=bias),
+                _norm(norm, ch // 2),
+                nn.ReLU(inplace=True),
+            ]
+            ch //= 2
+        layers += [nn.Conv2d(ch, 3, 3, padding=1, padding_mode="reflect"), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PatchGANDiscriminator(nn.Module):
+    """70x70 PatchGAN (Isola et al. 2017): C64-C128-C256-C512, stride 2 except the last two,
+    LeakyReLU 0.2, no norm on the first layer; one real/fake score per overlapping patch.
+
+    :param ndf: filters of the first layer.
+    :param n_layers: 3 gives the 70x70 receptive field.
+    """
+
+    def __init__(self, ndf: int = 64, n_layers: int = 3, norm: Norm = "instance"):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        ch = ndf
+        for i in range(1, n_layers + 1):
+            out = ndf * min(2**i, 8)
+            stride = 2 if i < n_layers else 1
+            layers += [
+                nn.Conv2d(ch, out, 4, stride=stride, padding=1, bias=norm == "instance"),
+                _norm(norm, out),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            ch = out
+        layers += [nn.Conv2d(ch, 1, 4, stride=1, padding=1)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class SegmenterNet(nn.Module):
+    """Small U-Net: two down-sampling stages with skip connections, batch norm, per-pixel
+    class logits. Used as the frozen "sim segmenter" of the semantic loss and the sem_miou
+    metric (the FCN score of CycleGAN/CyCADA).
+
+    :param num_classes: output classes (floor, wall, obstacle, target).
+    :param base: channels of the first stage (doubled per stage).
+    """
+
+    def __init__(self, num_classes: int = 4, base: int = 24):
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            )
+
+        self.enc1 = block(3, base)
+        self.enc2 = block(base, base * 2)
+        self.enc3 = block(base * 2, base * 4)
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.dec2 = block(base * 4 + base * 2, base * 2)
+        self.dec1 = block(base * 2 + base, base)
+        self.head = nn.Conv2d(base, num_classes, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck features (for fd_seg, the Fréchet distance of segmenter features)."""
+        return self.enc3(self.pool(self.enc2(self.pool(self.enc1(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        e3 = self.enc3(self.pool(e2))
+        d2 = self.dec2(torch.cat([self.up(e3), e2], dim=1))
+        d1 = self.dec1(torch.cat([self.up(d2), e1], dim=1))
+        return self.head(d1)
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "resnet9": ResNet9Generator,
+    "compact": CompactGenerator,
+    "patchgan": PatchGANDiscriminator,
+    "segmenter": SegmenterNet,
+}
+
+
+def build_model(arch: str, **kwargs) -> nn.Module:
+    """Instantiate an architecture by name with its keyword arguments."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}: available: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

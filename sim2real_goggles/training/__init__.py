@@ -1,0 +1,1 @@
+"""Trainers (segmenter now; translators and policies follow)."""
