@@ -44,6 +44,7 @@ setup(
         "scipy",
         "pyyaml",
         "tqdm",
+        "tensorboard",
         "setuptools",
     ],
     extras_require={

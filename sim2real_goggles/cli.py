@@ -118,12 +118,69 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="checkpoint path")
     p.add_argument("--iterations", type=int, default=1500)
     p.add_argument("--frames", type=int, default=3000, help="training frames")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-looks", type=_csv, default=["sim", "real_lab", "real_office"])
     p.add_argument("--eval-frames", type=int, default=400)
+    p.add_argument("--json", action="store_true", help="print JSON only")
+
+    p = sub.add_parser(
+        "train-translator",
+        help="train an unpaired real->sim translator (cyclegan, vr_goggles)",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles train-translator --method cyclegan --real real_lab --sim sim --out runs/cyclegan.pt
+              goggles train-translator --method vr_goggles --segmenter runs/segmenter.pt --out runs/vr.pt
+              goggles train-translator --method vr_goggles --segmenter runs/segmenter.pt --out runs/vr.pt --resume
+
+            The recipe config/training/<method>.yaml sets the defaults; options given here
+            override it. Ctrl-C saves a checkpoint; --resume continues it exactly. TensorBoard
+            logs go to OUT.runs/."""
+        ),
+    )
+    p.add_argument("--method", choices=["cyclegan", "vr_goggles"], required=True)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint path (the real->sim generator + training state)")
+    p.add_argument("--recipe", type=Path, default=None, help="YAML recipe (default: config/training/<method>.yaml)")
+    p.add_argument("--real", default=None, help="real domain: profile name/path or image folder")
+    p.add_argument("--sim", default=None, help="sim domain: profile name/path or image folder with masks/")
+    p.add_argument("--segmenter", default=None, help="frozen sim segmenter checkpoint (vr_goggles)")
+    p.add_argument("--arch", choices=["compact", "resnet9"], default=None)
+    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="image size")
+    p.add_argument("--frames", type=int, default=None, help="images per domain")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from --out")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+
+    p = sub.add_parser(
+        "eval-translator",
+        help="translation quality on paired held-apart frames: sem_miou, PSNR/SSIM, fd_seg, shift_err",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Example:
+              goggles eval-translator runs/vr_goggles.pt --segmenter runs/segmenter.pt --real real_lab --sim sim --n 500 --json
+
+            Also reports the segmenter on the untranslated real frames (sem_miou_no_goggles) and
+            on true sim frames (sem_miou_sim, the upper bound), and writes a side-by-side grid:
+            real | translated | sim through the real camera | predicted mask | true mask."""
+        ),
+    )
+    p.add_argument("translator", type=Path, help="translator checkpoint")
+    p.add_argument("--segmenter", type=Path, required=True, help="frozen sim segmenter checkpoint")
+    p.add_argument("--real", default="real_lab", help="real-like look (profile name or path)")
+    p.add_argument("--sim", default="sim")
+    p.add_argument("--n", type=int, default=500, help="frames")
+    p.add_argument("--seed", type=int, default=200_000, help="first evaluation room seed")
+    p.add_argument("--size", type=int, default=None, help="image size (default: the translator's)")
+    p.add_argument(
+        "--grid", type=Path, default=None, help="where to write the image grid (default: next to the checkpoint)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON only")
 
     p = sub.add_parser(
@@ -248,6 +305,51 @@ def _train_segmenter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_translator(args: argparse.Namespace) -> int:
+    from sim2real_goggles.resources import share_path
+    from sim2real_goggles.training.translator import TranslatorTrainer, load_recipe
+
+    recipe = args.recipe or share_path("config", "training", f"{args.method}.yaml")
+    cfg = load_recipe(
+        recipe,
+        method=args.method,
+        real=args.real,
+        sim=args.sim,
+        segmenter=args.segmenter,
+        arch=args.arch,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        image_size=args.size,
+        frames=args.frames,
+        seed=args.seed,
+    )
+    trainer = TranslatorTrainer(cfg, args.out)
+    if args.resume:
+        trainer.restore(args.out)
+    result = trainer.train(progress=not args.json)
+    print(
+        json.dumps(result)
+        if args.json
+        else f"wrote {result['checkpoint']} after {result['iterations']} iterations ({result['minutes']} min)"
+    )
+    return 0
+
+
+def _eval_translator(args: argparse.Namespace) -> int:
+    from sim2real_goggles.evaluation.translation_eval import evaluate_translator
+
+    grid = args.grid or args.translator.with_suffix(f".{args.real}.grid.png")
+    report = evaluate_translator(
+        args.translator, args.segmenter, args.real, args.sim, args.n, args.seed, args.size, grid
+    )
+    report["grid"] = str(grid)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(json.dumps(report, indent=1))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from sim2real_goggles.export import PARITY_TOLERANCE, export_onnx, onnx_parity
 
@@ -287,6 +389,8 @@ _COMMANDS = {
     "eval-policy": _eval_policy,
     "bench": _bench,
     "train-segmenter": _train_segmenter,
+    "train-translator": _train_translator,
+    "eval-translator": _eval_translator,
     "export": _export,
     "profiles": _profiles,
 }

@@ -10,7 +10,17 @@ import pytest
 
 from sim2real_goggles.cli import _parser, main
 
-SUBCOMMANDS = ["demo", "collect", "eval-policy", "bench", "profiles"]
+SUBCOMMANDS = [
+    "demo",
+    "collect",
+    "eval-policy",
+    "bench",
+    "profiles",
+    "train-segmenter",
+    "train-translator",
+    "eval-translator",
+    "export",
+]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS + ["bench env"])
@@ -113,3 +123,28 @@ def test_bench_env_json(capsys):
 def test_parser_defaults_match_documented_commands():
     args = _parser().parse_args(["collect", "--paired", "sim,real_lab", "--episodes", "2", "--out", "x"])
     assert args.paired == ["sim", "real_lab"] and args.driver == "mixed" and args.size == 64
+
+
+def test_train_translator_command_runs_and_resumes(tmp_path, capsys):
+    out = tmp_path / "cg.pt"
+    common = [
+        "train-translator",
+        "--method",
+        "cyclegan",
+        "--out",
+        str(out),
+        "--size",
+        "32",
+        "--frames",
+        "8",
+        "--batch-size",
+        "2",
+        "--json",
+    ]
+    assert main([*common, "--iterations", "2"]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["iterations"] == 2
+    assert main([*common, "--iterations", "3", "--resume"]) == 0
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second["iterations"] == 3
+    assert (tmp_path / "cg.pt.runs").is_dir()  # TensorBoard logs

@@ -188,7 +188,7 @@ class SegmenterNet(nn.Module):
     :param base: channels of the first stage (doubled per stage).
     """
 
-    def __init__(self, num_classes: int = 4, base: int = 24):
+    def __init__(self, num_classes: int = 4, base: int = 16):
         super().__init__()
 
         def block(cin: int, cout: int) -> nn.Sequential:

@@ -34,9 +34,10 @@ class SegmenterConfig:
     frames: int = 3000
     """Training frames rendered from the domain (profiles) or read (folders)."""
     iterations: int = 1500
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 1e-3
-    base_channels: int = 24
+    base_channels: int = 16
+    """Width of the U-Net (16: 0.12 M parameters, 0.13 s per batch of 16 at 64x64 on 2 cores)."""
     class_weights: tuple[float, float, float, float] = (1.0, 1.0, 2.0, 3.0)
     """Cross-entropy weights for floor, wall, obstacle, target (small classes count more)."""
     seed: int = 0

@@ -1,0 +1,169 @@
+"""Translation quality on paired, held-apart frames (DESIGN §8).
+
+For a real-like look R and a translator G (real -> sim), frames are rendered at the same poses in
+R, in ``sim``, and in ``sim`` seen through R's camera model (same lens, so pixel-aligned with R):
+
+* ``sem_miou``: the frozen sim segmenter on G(x_R) against R's ground-truth mask (the "FCN
+  score"), with per-class IoU; ``sem_miou_no_goggles``: the same on x_R untranslated;
+  ``sem_miou_sim``: on true sim frames against their masks (the upper bound).
+* ``psnr``, ``ssim``: G(x_R) against the sim look through R's camera.
+* ``fd_seg``: Fréchet distance between the segmenter's pooled bottleneck features of G(x_R)
+  and of true sim frames (FID-like; Inception weights cannot be downloaded here).
+* ``shift_err``: mean |G(shift(x)) - shift(G(x))| on the overlap, in grey levels (0-255), for
+  random integer shifts of up to 1/8 of the image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from scipy import linalg
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from sim2real_goggles.appearance.profile import Profile, load_profile
+from sim2real_goggles.data.collect import colorize_mask, iter_frames
+from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou
+from sim2real_goggles.models.checkpoint import load_checkpoint
+from sim2real_goggles.translation import Translator
+
+EVAL_SEED = 200_000
+"""Evaluation rooms start here, far from any training seed."""
+
+
+def sim_through_camera(sim: Profile, real: Profile) -> Profile:
+    """The sim look seen through the real look's lens: the pixel-aligned reference for G(x_real)."""
+    return dataclasses.replace(sim, name=f"{sim.name}@{real.name}_camera", camera=real.camera)
+
+
+def paired_frames(real: str, sim: str, n: int, seed: int, size: int) -> dict[str, np.ndarray]:
+    real_p, sim_p = load_profile(real), load_profile(sim)
+    ref_p = sim_through_camera(sim_p, real_p)
+    keys = {"real": real_p.name, "sim": sim_p.name, "ref": ref_p.name}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("real", "sim", "ref", "mask_real", "mask_sim")}
+    episodes = max(1, n // 16)
+    for frame in iter_frames([real_p, sim_p, ref_p], episodes * 4, seed=seed, image_size=size, every=3, max_steps=48):
+        out["real"].append(frame.images[keys["real"]])
+        out["sim"].append(frame.images[keys["sim"]])
+        out["ref"].append(frame.images[keys["ref"]])
+        out["mask_real"].append(frame.masks[keys["real"]])
+        out["mask_sim"].append(frame.masks[keys["sim"]])
+        if len(out["real"]) >= n:
+            break
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+@torch.no_grad()
+def _segment(segmenter: torch.nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class ids (N, H, W), pooled bottleneck features (N, C))."""
+    preds, feats = [], []
+    for i in range(0, len(images), 128):
+        x = _to_tensor(images[i : i + 128])
+        preds.append(segmenter(x).argmax(1).to(torch.uint8).numpy())
+        feats.append(segmenter.features(x).mean(dim=(2, 3)).numpy())
+    return np.concatenate(preds), np.concatenate(feats).astype(np.float64)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (as in FID)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(cov_a @ cov_b)
+    covmean = np.real(covmean)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2.0 * covmean))
+
+
+def shift_error(translator: Translator, images: np.ndarray, seed: int, fraction: float = 0.125) -> float:
+    rng = np.random.default_rng(seed)
+    h, w = images.shape[1:3]
+    m = max(1, int(min(h, w) * fraction))
+    errors = []
+    base = translator(images).astype(np.float64)
+    for i, img in enumerate(images):
+        dy, dx = (int(v) for v in rng.integers(-m, m + 1, size=2))
+        shifted = np.roll(img, (dy, dx), axis=(0, 1))
+        out = translator(shifted).astype(np.float64)
+        ys, ye, xs, xe = max(dy, 0), h + min(dy, 0), max(dx, 0), w + min(dx, 0)
+        errors.append(np.abs(out[ys:ye, xs:xe] - base[i, ys - dy : ye - dy, xs - dx : xe - dx]).mean())
+    return float(np.mean(errors))
+
+
+def _scores(
+    segmenter: torch.nn.Module, images: np.ndarray, masks: np.ndarray
+) -> tuple[float, dict[str, float | None], np.ndarray]:
+    pred, feats = _segment(segmenter, images)
+    per_class = iou_from_confusion(confusion_matrix(pred, masks))
+    return miou(per_class), per_class, feats
+
+
+def evaluate_translator(
+    translator_path: str | Path,
+    segmenter_path: str | Path,
+    real: str = "real_lab",
+    sim: str = "sim",
+    n: int = 500,
+    seed: int = EVAL_SEED,
+    image_size: int | None = None,
+    grid_path: str | Path | None = None,
+) -> dict[str, Any]:
+    translator = Translator.load(translator_path, device="cpu")
+    segmenter = load_checkpoint(segmenter_path).build("cpu")
+    size = image_size or int(translator.metadata.get("image_size", 64))
+    data = paired_frames(real, sim, n, seed, size)
+    translated = np.concatenate([translator(data["real"][i : i + 64]) for i in range(0, len(data["real"]), 64)])
+    sem, per_class, f_trans = _scores(segmenter, translated, data["mask_real"])
+    sem_none, per_class_none, _ = _scores(segmenter, data["real"], data["mask_real"])
+    sem_sim, per_class_sim, f_sim = _scores(segmenter, data["sim"], data["mask_sim"])
+    psnr = np.mean([peak_signal_noise_ratio(r, t, data_range=255) for r, t in zip(data["ref"], translated)])
+    ssim = np.mean(
+        [structural_similarity(r, t, channel_axis=-1, data_range=255) for r, t in zip(data["ref"], translated)]
+    )
+    report = {
+        "translator": str(translator_path),
+        "method": translator.metadata.get("method"),
+        "real": load_profile(real).name,
+        "sim": load_profile(sim).name,
+        "n": int(len(translated)),
+        "image_size": size,
+        "sem_miou": round(sem, 4),
+        "sem_miou_no_goggles": round(sem_none, 4),
+        "sem_miou_sim": round(sem_sim, 4),
+        "target_iou": None if per_class["target"] is None else round(per_class["target"], 4),
+        "per_class_iou": _rounded(per_class),
+        "per_class_iou_no_goggles": _rounded(per_class_none),
+        "per_class_iou_sim": _rounded(per_class_sim),
+        "psnr": round(float(psnr), 3),
+        "ssim": round(float(ssim), 4),
+        "fd_seg": round(frechet_distance(f_trans, f_sim), 4),
+        "shift_err": round(shift_error(translator, data["real"][:64], seed), 4),
+    }
+    if grid_path is not None:
+        pred, _ = _segment(segmenter, translated[:8])
+        rows = [
+            np.concatenate(
+                [
+                    data["real"][i],
+                    translated[i],
+                    data["ref"][i],
+                    colorize_mask(pred[i]),
+                    colorize_mask(data["mask_real"][i]),
+                ],
+                axis=1,
+            )
+            for i in range(min(8, len(translated)))
+        ]
+        grid = cv2.resize(np.concatenate(rows, axis=0), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(grid_path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    return report
+
+
+def _rounded(per_class: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: (None if v is None else round(v, 4)) for k, v in per_class.items()}

@@ -1,0 +1,142 @@
+"""CycleGAN / VR-Goggles training: loss functions on known inputs, learning, exact resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
+from sim2real_goggles.models.networks import SegmenterNet
+from sim2real_goggles.training.translator import (
+    ImagePool,
+    TranslatorConfig,
+    TranslatorTrainer,
+    lsgan_loss,
+    semantic_loss,
+    shift_loss,
+)
+
+TINY = dict(
+    image_size=32,
+    frames=24,
+    ngf=4,
+    n_blocks=1,
+    ndf=8,
+    batch_size=4,
+    pool_size=6,
+    checkpoint_every=1000,
+    sample_every=1000,
+)
+
+
+def test_shift_loss_is_zero_for_a_shift_equivariant_map_and_not_otherwise():
+    x = torch.rand(2, 3, 32, 32)
+    conv = nn.Conv2d(3, 3, 1)  # 1x1 convolution: commutes with shifts
+    assert shift_loss(conv, x, 3, -2).item() == pytest.approx(0.0, abs=1e-6)
+
+    class PositionDependent(nn.Module):
+        def forward(self, t):
+            ramp = torch.linspace(0, 1, t.shape[-1]).view(1, 1, 1, -1)
+            return t * ramp
+
+    assert shift_loss(PositionDependent(), x, 0, 4).item() > 0.01
+
+
+def test_semantic_loss_zero_when_predictions_agree_and_masked_pixels_ignored():
+    labels = torch.randint(0, 4, (2, 8, 8))
+    logits = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float() * 50.0
+    w = torch.tensor([1.0, 1.0, 5.0, 10.0])
+    assert semantic_loss(logits, labels, w).item() == pytest.approx(0.0, abs=1e-6)
+    wrong = (labels + 1) % 4
+    assert semantic_loss(logits, wrong, w).item() > 10.0
+    nothing = torch.zeros_like(labels, dtype=torch.bool)
+    assert semantic_loss(logits, wrong, w, nothing).item() == 0.0
+
+
+def test_lsgan_loss_targets():
+    assert lsgan_loss(torch.ones(4), True).item() == 0.0
+    assert lsgan_loss(torch.zeros(4), False).item() == 0.0
+    assert lsgan_loss(torch.zeros(4), True).item() == 1.0
+
+
+def test_image_pool_fills_then_mixes_history():
+    pool = ImagePool(4)
+    gen = torch.Generator().manual_seed(0)
+    first = torch.arange(4.0).view(4, 1, 1, 1)
+    assert torch.equal(pool.query(first, gen), first)  # filling: returns the new images
+    mixed = torch.cat([pool.query(torch.full((4, 1, 1, 1), 10.0 + k), gen) for k in range(10)])
+    from_history = (mixed < 10).sum().item()
+    assert 0 < from_history < len(mixed)  # some old images came back, not all
+    assert len(pool.images) == 4
+
+
+def test_cyclegan_iterations_reduce_cycle_loss_and_change_weights(tmp_path):
+    # A higher, constant learning rate than the recipe's so that 30 tiny iterations show learning.
+    cfg = TranslatorConfig(method="cyclegan", iterations=30, lr=2e-3, decay_start=1.0, **TINY)
+    trainer = TranslatorTrainer(cfg, tmp_path / "cg.pt")
+    before = {k: v.clone() for k, v in trainer.G_rs.state_dict().items()}
+    result = trainer.train(progress=False)
+    first = sum(h["cycle_real"] + h["cycle_sim"] for h in trainer.history[:5])
+    last = sum(h["cycle_real"] + h["cycle_sim"] for h in trainer.history[-5:])
+    assert last < 0.7 * first  # measured: 0.42
+    after = trainer.G_rs.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    ckpt = load_checkpoint(result["checkpoint"])
+    assert ckpt.metadata["method"] == "cyclegan" and ckpt.metadata["iterations"] == 30 and ckpt.metadata["complete"]
+    assert ckpt.build() is not None
+
+
+def test_learning_rate_decays_linearly_to_zero(tmp_path):
+    trainer = TranslatorTrainer(
+        TranslatorConfig(method="cyclegan", iterations=8, decay_start=0.5, **TINY), tmp_path / "lr.pt"
+    )
+    lrs = []
+    for _ in range(8):
+        trainer.step()
+        lrs.append(trainer.opt_G.param_groups[0]["lr"])
+    assert lrs[:3] == [2e-4] * 3
+    assert lrs[3] > lrs[4] > lrs[5] > lrs[6] > lrs[7] == 0.0
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    cfg = TranslatorConfig(method="cyclegan", iterations=6, **TINY)
+    straight = TranslatorTrainer(cfg, tmp_path / "a.pt")
+    straight.train(progress=False)
+
+    first = TranslatorTrainer(cfg, tmp_path / "b.pt")
+    first.train(progress=False, stop_after=3)
+    assert first.iteration == 3
+    resumed = TranslatorTrainer(cfg, tmp_path / "b.pt")
+    resumed.restore(tmp_path / "b.pt")
+    resumed.train(progress=False)
+    assert resumed.iteration == 6
+    for name, tensor in straight.G_rs.state_dict().items():
+        assert torch.equal(tensor, resumed.G_rs.state_dict()[name]), name
+    for name, tensor in straight.D_sim.state_dict().items():
+        assert torch.equal(tensor, resumed.D_sim.state_dict()[name]), name
+
+
+def test_vr_goggles_adds_semantic_and_shift_terms(tmp_path):
+    seg = save_checkpoint(tmp_path / "seg.pt", SegmenterNet(base=8), "segmenter", {"base": 8})
+    cfg = TranslatorConfig(
+        method="vr_goggles", segmenter=str(seg), iterations=3, semantic_reliability=0.0, semantic_confidence=0.0, **TINY
+    )
+    trainer = TranslatorTrainer(cfg, tmp_path / "vr.pt")
+    log = trainer.step()
+    for key in ("sem_cycle", "sem_pseudo", "shift", "cycle_real", "D_sim"):
+        assert key in log and log[key] >= 0.0
+    assert log["sem_cycle"] > 0.0
+    # The pseudo-label term stays off while the segmenter is unreliable on real images.
+    strict = TranslatorTrainer(
+        TranslatorConfig(method="vr_goggles", segmenter=str(seg), iterations=3, semantic_reliability=1.01, **TINY),
+        tmp_path / "vr2.pt",
+    )
+    assert "sem_pseudo" not in strict.step()
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="unknown method"):
+        TranslatorConfig(method="pix2pix")
+    with pytest.raises(ValueError, match="--segmenter"):
+        TranslatorConfig(method="vr_goggles")
