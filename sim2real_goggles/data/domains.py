@@ -136,3 +136,18 @@ def open_domain(spec: str | Path, image_size: int = 64, n: int = 512, seed: int 
     except ProfileError as exc:
         raise ValueError(f"{spec}: neither an image folder nor a profile ({exc})") from exc
     return ProfileDomain(spec, n=n, seed=seed, image_size=image_size)
+
+
+def load_arrays(
+    spec: str | Path, n: int, image_size: int, seed: int = 0, require_masks: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to ``n`` samples of a domain as arrays: images (N, H, W, 3) uint8 and masks (N, H, W)
+    uint8, or None when any sample has no mask (an error with ``require_masks``)."""
+    domain = open_domain(spec, image_size=image_size, n=n, seed=seed)
+    samples = [domain[i] for i in range(min(n, len(domain)))]
+    images = np.stack([s["image"] for s in samples])
+    if all(s["mask"] is not None for s in samples):
+        return images, np.stack([s["mask"] for s in samples])
+    if require_masks:
+        raise ValueError(f"{spec}: masks are needed for every image (an images/ + masks/ folder, or a profile)")
+    return images, None

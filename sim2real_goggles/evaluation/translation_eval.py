@@ -29,6 +29,7 @@ from sim2real_goggles.appearance.profile import Profile, load_profile
 from sim2real_goggles.data.collect import colorize_mask, iter_frames
 from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou
 from sim2real_goggles.models.checkpoint import load_checkpoint
+from sim2real_goggles.models.networks import to_tensor
 from sim2real_goggles.translation import Translator
 
 EVAL_SEED = 200_000
@@ -57,16 +58,12 @@ def paired_frames(real: str, sim: str, n: int, seed: int, size: int) -> dict[str
     return {k: np.stack(v) for k, v in out.items()}
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
 @torch.no_grad()
 def _segment(segmenter: torch.nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(class ids (N, H, W), pooled bottleneck features (N, C))."""
     preds, feats = [], []
     for i in range(0, len(images), 128):
-        x = _to_tensor(images[i : i + 128])
+        x = to_tensor(images[i : i + 128])
         preds.append(segmenter(x).argmax(1).to(torch.uint8).numpy())
         feats.append(segmenter.features(x).mean(dim=(2, 3)).numpy())
     return np.concatenate(preds), np.concatenate(feats).astype(np.float64)

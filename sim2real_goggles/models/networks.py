@@ -3,13 +3,14 @@
 Every network is a pure ``nn.Module``: generators map a [-1, 1] image batch (N, 3, H, W) to a
 [-1, 1] image batch of the same size (H and W multiples of :data:`SIZE_MULTIPLE`); the
 segmenter maps the same input to (N, num_classes, H, W) logits. No state is kept between calls,
-so a ROS node can call them from any thread.
+so a ROS node can call them from any thread. :func:`to_tensor` makes that input from uint8 images.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -54,14 +55,16 @@ class ResNet9Generator(nn.Module):
     :param ngf: filters of the first layer.
     :param n_blocks: residual blocks at 1/4 resolution.
     :param norm: ``instance`` (reference) or ``batch``.
+    :param outer_kernel: kernel of the first and last convolutions (7 in the reference).
     """
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, norm: Norm = "instance"):
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, norm: Norm = "instance", outer_kernel: int = 7):
         super().__init__()
         bias = norm == "instance"
+        pad = outer_kernel // 2
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(3, ngf, 7, bias=bias),
+            nn.ReflectionPad2d(pad),
+            nn.Conv2d(3, ngf, outer_kernel, bias=bias),
             _norm(norm, ngf),
             nn.ReLU(inplace=True),
         ]
@@ -81,74 +84,29 @@ class ResNet9Generator(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             ch //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, 3, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(pad), nn.Conv2d(ch, 3, outer_kernel), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
 
-class SeparableResidualBlock(nn.Module):
-    """Residual block of two depthwise-separable 3x3 convolutions (MobileNet style): about
-    9x fewer multiply-adds than a dense 3x3 block at 128 channels."""
+class CompactGenerator(ResNet9Generator):
+    """A generator for CPU real time: the ResNet-9 layout at a quarter of the width (ngf 16,
+    so 64 channels at 1/4 resolution), 6 residual blocks, and 3x3 instead of 7x7 convolutions
+    at full resolution. About 0.5 M parameters (1/23 of the reference).
 
-    def __init__(self, channels: int, norm: Norm = "instance"):
-        super().__init__()
+    Dense narrow convolutions, not depthwise-separable ones: measured here with PyTorch on
+    2 cores, a depthwise-separable variant of 0.32 M parameters ran 2x slower (44 ms vs 22 ms
+    at 128x128, 204 ms vs 126 ms per training batch) because depthwise kernels are memory-bound.
 
-        def separable() -> list[nn.Module]:
-            return [
-                nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect", groups=channels, bias=False),
-                nn.Conv2d(channels, channels, 1, bias=norm == "instance"),
-                _norm(norm, channels),
-            ]
-
-        self.body = nn.Sequential(*separable(), nn.ReLU(inplace=True), *separable())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class CompactGenerator(nn.Module):
-    """A generator for CPU real time: the ResNet-9 layout with a quarter of the width,
-    depthwise-separable residual blocks, and nearest-neighbour up-sampling + 3x3 convolution in
-    place of transposed convolutions (no checkerboard artefacts, vectorises well). About
-    0.4 M parameters at the defaults.
-
-    :param ngf: filters of the first layer (channels at 1/4 resolution are 4 * ngf).
-    :param n_blocks: separable residual blocks at 1/4 resolution.
+    :param ngf: filters of the first layer.
+    :param n_blocks: residual blocks at 1/4 resolution.
     :param norm: ``instance`` or ``batch`` (foldable into the convolutions for inference).
     """
 
-    def __init__(self, ngf: int = 32, n_blocks: int = 6, norm: Norm = "instance"):
-        super().__init__()
-        bias = norm == "instance"
-        layers: list[nn.Module] = [
-            nn.Conv2d(3, ngf, 3, padding=1, padding_mode="reflect", bias=bias),
-            _norm(norm, ngf),
-            nn.ReLU(inplace=True),
-        ]
-        ch = ngf
-        for _ in range(2):
-            layers += [
-                nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=bias),
-                _norm(norm, ch * 2),
-                nn.ReLU(inplace=True),
-            ]
-            ch *= 2
-        layers += [SeparableResidualBlock(ch, norm) for _ in range(n_blocks)]
-        for _ in range(2):
-            layers += [
-                nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.Conv2d(ch, ch // 2, 3, padding=1, bias=bias),
-                _norm(norm, ch // 2),
-                nn.ReLU(inplace=True),
-            ]
-            ch //= 2
-        layers += [nn.Conv2d(ch, 3, 3, padding=1, padding_mode="reflect"), nn.Tanh()]
-        self.model = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def __init__(self, ngf: int = 16, n_blocks: int = 6, norm: Norm = "instance"):
+        super().__init__(ngf=ngf, n_blocks=n_blocks, norm=norm, outer_kernel=3)
 
 
 class PatchGANDiscriminator(nn.Module):
@@ -221,6 +179,11 @@ class SegmenterNet(nn.Module):
         d2 = self.dec2(torch.cat([self.up(e3), e2], dim=1))
         d1 = self.dec1(torch.cat([self.up(d2), e1], dim=1))
         return self.head(d1)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 images (N, H, W, 3) -> float32 network input (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from sim2real_goggles.appearance.profile import CLASS_NAMES, IGNORE_ID
-from sim2real_goggles.data.domains import open_domain
+from sim2real_goggles.data.domains import load_arrays
 from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou
 from sim2real_goggles.models.checkpoint import save_checkpoint
-from sim2real_goggles.models.networks import SegmenterNet
+from sim2real_goggles.models.networks import SegmenterNet, to_tensor
 
 
 @dataclass
@@ -48,25 +48,12 @@ class SegmenterConfig:
     threads: int = field(default_factory=lambda: torch.get_num_threads())
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-
-
-def _load(domain_spec: str, n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    domain = open_domain(domain_spec, image_size=size, n=n, seed=seed)
-    samples = [domain[i] for i in range(min(n, len(domain)))]
-    if any(s["mask"] is None for s in samples):
-        raise ValueError(f"{domain_spec}: segmenter training needs masks for every image")
-    return np.stack([s["image"] for s in samples]), np.stack([s["mask"] for s in samples])
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: np.ndarray, batch: int = 128) -> np.ndarray:
     """Class ids (N, H, W) uint8 for uint8 images (N, H, W, 3)."""
     model.eval()
     out = [
-        model(_to_tensor(images[i : i + batch])).argmax(1).to(torch.uint8).numpy() for i in range(0, len(images), batch)
+        model(to_tensor(images[i : i + batch])).argmax(1).to(torch.uint8).numpy() for i in range(0, len(images), batch)
     ]
     return np.concatenate(out)
 
@@ -77,7 +64,7 @@ def evaluate_segmenter(
     """sem_miou and per-class IoU of ``model`` on each look (untranslated)."""
     report: dict[str, Any] = {}
     for look in looks:
-        images, masks = _load(look, frames, size, seed)
+        images, masks = load_arrays(look, frames, size, seed, require_masks=True)
         cm = confusion_matrix(predict(model, images), masks)
         per_class = iou_from_confusion(cm)
         report[look] = {
@@ -92,8 +79,8 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
     np.random.seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
-    images, masks = _load(cfg.domain, cfg.frames, cfg.image_size, cfg.seed)
-    x_all, y_all = _to_tensor(images), torch.from_numpy(masks.astype(np.int64))
+    images, masks = load_arrays(cfg.domain, cfg.frames, cfg.image_size, cfg.seed, require_masks=True)
+    x_all, y_all = to_tensor(images), torch.from_numpy(masks.astype(np.int64))
     arch_kwargs = {"num_classes": len(CLASS_NAMES), "base": cfg.base_channels}
     model = SegmenterNet(**arch_kwargs)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

@@ -38,9 +38,9 @@ from torch import nn
 from tqdm import tqdm
 
 from sim2real_goggles.appearance.profile import IGNORE_ID
-from sim2real_goggles.data.domains import open_domain
+from sim2real_goggles.data.domains import load_arrays
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
-from sim2real_goggles.models.networks import PatchGANDiscriminator, build_model
+from sim2real_goggles.models.networks import PatchGANDiscriminator, build_model, to_tensor
 
 METHODS = ("cyclegan", "vr_goggles")
 
@@ -61,7 +61,7 @@ class TranslatorConfig:
     """Images drawn from each domain (rendered once, held in memory)."""
     arch: str = "compact"
     """Generator architecture: compact | resnet9."""
-    ngf: int = 32
+    ngf: int = 16
     n_blocks: int = 6
     ndf: int = 64
     iterations: int = 1600
@@ -179,17 +179,9 @@ def semantic_loss(
     return F.cross_entropy(logits, labels, weight=class_weights, ignore_index=IGNORE_ID)
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-
-
 def _load_domain(spec: str, n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    domain = open_domain(spec, image_size=size, n=n, seed=seed)
-    samples = [domain[i] for i in range(min(n, len(domain)))]
-    images = _to_tensor(np.stack([s["image"] for s in samples]))
-    if all(s["mask"] is not None for s in samples):
-        return images, torch.from_numpy(np.stack([s["mask"] for s in samples]).astype(np.int64))
-    return images, None
+    images, masks = load_arrays(spec, n, size, seed)
+    return to_tensor(images), None if masks is None else torch.from_numpy(masks.astype(np.int64))
 
 
 def _lr_lambda(iterations: int, decay_start: float):
