@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from skimage.graph import MCP_Geometric
@@ -118,9 +119,10 @@ class Layout:
     config: LayoutConfig
     _fields: dict[float, DistanceField] = field(default_factory=dict, repr=False)
 
-    @property
+    @cached_property
     def footprints(self) -> list[Footprint]:
-        """Everything the robot can collide with, target chair included."""
+        """Everything the robot can collide with, target chair included (the layout's geometry
+        never changes after generation, so this is built once: it is read every env step)."""
         chair = Footprint(self.target.x, self.target.y, CHAIR_HALF_EXTENT, CHAIR_HALF_EXTENT, self.target.yaw)
         return [w.footprint for w in self.walls] + [o.footprint for o in self.obstacles] + [chair]
 

@@ -304,15 +304,18 @@ class InlineAsyncVectorEnv(VectorEnv):
         acts = list(iterate(self.action_space, actions))
         if self._discrete:  # a Python int pickles 10x faster than a numpy scalar
             acts = [int(a) for a in acts]
-        resetting = self.autoreset_mode == AutoresetMode.NEXT_STEP and self._autoreset_envs
+        # next_step autoreset: an env that ended on the last step is reset instead of stepped.
+        resetting = (
+            self._autoreset_envs if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros(self.num_envs, bool)
+        )
         for i, remote in enumerate(self._remotes, start=1):
-            if resetting is not False and resetting[i]:
+            if resetting[i]:
                 remote.begin("reset", {"seed": None, "options": None})
             else:
                 remote.begin("step", acts[i])
         infos: dict[str, Any] = {}
         for i, env in enumerate(self.envs):
-            if resetting is not False and resetting[i]:
+            if resetting[i]:
                 obs, info = env.reset()
                 self._rewards[i], self._terminations[i], self._truncations[i] = 0.0, False, False
             else:

@@ -22,7 +22,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from scipy import linalg
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from sim2real_goggles.appearance.profile import Profile, load_profile
@@ -73,9 +72,11 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (as in FID)."""
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(cov_a @ cov_b)
-    covmean = np.real(covmean)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2.0 * covmean))
+    # tr(sqrt(A B)) is the sum of the square roots of the eigenvalues of A B (real and >= 0 for
+    # covariance matrices), which stays stable when few samples make A or B singular.
+    eig = np.linalg.eigvals(cov_a @ cov_b)
+    tr_covmean = float(np.sqrt(np.clip(eig.real, 0.0, None)).sum())
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * tr_covmean)
 
 
 def shift_error(translator: Translator, images: np.ndarray, seed: int, fraction: float = 0.125) -> float:
