@@ -27,3 +27,8 @@ def miou(per_class: dict[str, float | None]) -> float:
     """Mean IoU over the classes that occur."""
     values = [v for v in per_class.values() if v is not None]
     return float(np.mean(values)) if values else 0.0
+
+
+def rounded(per_class: dict[str, float | None], digits: int = 4) -> dict[str, float | None]:
+    """Per-class IoU rounded for reports (None stays None)."""
+    return {k: (None if v is None else round(v, digits)) for k, v in per_class.items()}

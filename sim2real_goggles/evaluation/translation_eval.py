@@ -26,9 +26,10 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from sim2real_goggles.appearance.profile import Profile, load_profile
 from sim2real_goggles.data.collect import colorize_mask, iter_frames
-from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou
+from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou, rounded
 from sim2real_goggles.models.checkpoint import load_checkpoint
 from sim2real_goggles.models.networks import to_tensor
+from sim2real_goggles.training.segmenter import predict
 from sim2real_goggles.translation import Translator
 
 EVAL_SEED = 200_000
@@ -58,14 +59,13 @@ def paired_frames(real: str, sim: str, n: int, seed: int, size: int) -> dict[str
 
 
 @torch.no_grad()
-def _segment(segmenter: torch.nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(class ids (N, H, W), pooled bottleneck features (N, C))."""
-    preds, feats = [], []
-    for i in range(0, len(images), 128):
-        x = to_tensor(images[i : i + 128])
-        preds.append(segmenter(x).argmax(1).to(torch.uint8).numpy())
-        feats.append(segmenter.features(x).mean(dim=(2, 3)).numpy())
-    return np.concatenate(preds), np.concatenate(feats).astype(np.float64)
+def _features(segmenter: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    """Pooled bottleneck features (N, C) of the segmenter, for fd_seg."""
+    segmenter.eval()
+    feats = [
+        segmenter.features(to_tensor(images[i : i + 128])).mean(dim=(2, 3)).numpy() for i in range(0, len(images), 128)
+    ]
+    return np.concatenate(feats).astype(np.float64)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,9 +97,8 @@ def shift_error(translator: Translator, images: np.ndarray, seed: int, fraction:
 def _scores(
     segmenter: torch.nn.Module, images: np.ndarray, masks: np.ndarray
 ) -> tuple[float, dict[str, float | None], np.ndarray]:
-    pred, feats = _segment(segmenter, images)
-    per_class = iou_from_confusion(confusion_matrix(pred, masks))
-    return miou(per_class), per_class, feats
+    per_class = iou_from_confusion(confusion_matrix(predict(segmenter, images), masks))
+    return miou(per_class), per_class, _features(segmenter, images)
 
 
 def evaluate_translator(
@@ -135,16 +134,16 @@ def evaluate_translator(
         "sem_miou_no_goggles": round(sem_none, 4),
         "sem_miou_sim": round(sem_sim, 4),
         "target_iou": None if per_class["target"] is None else round(per_class["target"], 4),
-        "per_class_iou": _rounded(per_class),
-        "per_class_iou_no_goggles": _rounded(per_class_none),
-        "per_class_iou_sim": _rounded(per_class_sim),
+        "per_class_iou": rounded(per_class),
+        "per_class_iou_no_goggles": rounded(per_class_none),
+        "per_class_iou_sim": rounded(per_class_sim),
         "psnr": round(float(psnr), 3),
         "ssim": round(float(ssim), 4),
         "fd_seg": round(frechet_distance(f_trans, f_sim), 4),
         "shift_err": round(shift_error(translator, data["real"][:64], seed), 4),
     }
     if grid_path is not None:
-        pred, _ = _segment(segmenter, translated[:8])
+        pred = predict(segmenter, translated[:8])
         rows = [
             np.concatenate(
                 [
@@ -161,7 +160,3 @@ def evaluate_translator(
         grid = cv2.resize(np.concatenate(rows, axis=0), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
         cv2.imwrite(str(grid_path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     return report
-
-
-def _rounded(per_class: dict[str, float | None]) -> dict[str, float | None]:
-    return {k: (None if v is None else round(v, 4)) for k, v in per_class.items()}

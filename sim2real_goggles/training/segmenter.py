@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from sim2real_goggles.appearance.profile import CLASS_NAMES, IGNORE_ID
 from sim2real_goggles.data.domains import load_arrays
-from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou
+from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou, rounded
 from sim2real_goggles.models.checkpoint import save_checkpoint
 from sim2real_goggles.models.networks import SegmenterNet, to_tensor
 
@@ -69,7 +69,7 @@ def evaluate_segmenter(
         per_class = iou_from_confusion(cm)
         report[look] = {
             "sem_miou": round(miou(per_class), 4),
-            "per_class_iou": {k: (None if v is None else round(v, 4)) for k, v in per_class.items()},
+            "per_class_iou": rounded(per_class),
         }
     return report
 
