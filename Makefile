@@ -12,7 +12,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c 'import random; print(random.SystemRandom().randint(1, 101))')
 export ROS_DOMAIN_ID
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install pretrained clean
 
 $(STAMP): setup.py setup.cfg pyproject.toml package.xml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/goggles bench env --json
+
+# Remake the shipped checkpoints (about 2 hours on 2 CPU cores); see scripts/make_pretrained.sh.
+pretrained: $(STAMP)
+	bash scripts/make_pretrained.sh
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info

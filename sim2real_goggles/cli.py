@@ -124,36 +124,61 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-looks", type=_csv, default=["sim", "real_lab", "real_office"])
     p.add_argument("--eval-frames", type=int, default=400)
+    p.add_argument(
+        "--augment",
+        type=float,
+        default=0.0,
+        help="fraction of each batch with randomised appearance (0.75: the robust labeller of vr_goggles)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only")
 
     p = sub.add_parser(
         "train-translator",
-        help="train an unpaired real->sim translator (cyclegan, vr_goggles)",
+        help="train an unpaired translator: real->sim (cyclegan, vr_goggles) or the sim->real refiner (simgan)",
         formatter_class=fmt,
         epilog=dedent(
             """\
             Examples:
               goggles train-translator --method cyclegan --real real_lab --sim sim --out runs/cyclegan.pt
-              goggles train-translator --method vr_goggles --segmenter runs/segmenter.pt --out runs/vr.pt
-              goggles train-translator --method vr_goggles --segmenter runs/segmenter.pt --out runs/vr.pt --resume
+              goggles train-translator --method vr_goggles --segmenter runs/segmenter.pt \
+                  --labeller runs/labeller.pt --real real_lab --out runs/vr.pt
+              goggles train-translator --method vr_goggles --segmenter runs/segmenter.pt \
+                  --labeller runs/labeller.pt --real real_lab --out runs/vr.pt --resume
+              goggles train-translator --method simgan --sim sim --real real_lab --out runs/simgan.pt
+              torchrun --nproc_per_node 2 -m sim2real_goggles.training --method cyclegan --out runs/cg.pt
 
             The recipe config/training/<method>.yaml sets the defaults; options given here
-            override it. Ctrl-C saves a checkpoint; --resume continues it exactly. TensorBoard
-            logs go to OUT.runs/."""
+            override it (--set KEY=VALUE for any recipe key). Ctrl-C saves a checkpoint; --resume
+            continues it exactly. TensorBoard logs go to OUT.runs/. Under torchrun every
+            process trains the same networks on its own batches (gradients averaged: gloo on
+            CPU, nccl on CUDA); rank 0 writes the checkpoint. On CUDA, AMP (fp16) is on unless
+            --set amp=false."""
         ),
     )
-    p.add_argument("--method", choices=["cyclegan", "vr_goggles"], required=True)
-    p.add_argument("--out", type=Path, required=True, help="checkpoint path (the real->sim generator + training state)")
+    p.add_argument("--method", choices=["cyclegan", "vr_goggles", "simgan"], required=True)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint path (the generator + training state)")
     p.add_argument("--recipe", type=Path, default=None, help="YAML recipe (default: config/training/<method>.yaml)")
     p.add_argument("--real", default=None, help="real domain: profile name/path or image folder")
     p.add_argument("--sim", default=None, help="sim domain: profile name/path or image folder with masks/")
     p.add_argument("--segmenter", default=None, help="frozen sim segmenter checkpoint (vr_goggles)")
+    p.add_argument(
+        "--labeller", default=None, help="appearance-robust segmenter giving pseudo-labels on real images (vr_goggles)"
+    )
     p.add_argument("--arch", choices=["compact", "resnet9"], default=None)
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="image size")
     p.add_argument("--frames", type=int, default=None, help="images per domain")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any recipe key (YAML value), e.g. --set lambda_shift=2.0",
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from --out")
     p.add_argument("--json", action="store_true", help="print JSON only")
 
@@ -164,15 +189,20 @@ def _parser() -> argparse.ArgumentParser:
         epilog=dedent(
             """\
             Example:
-              goggles eval-translator runs/vr_goggles.pt --segmenter runs/segmenter.pt --real real_lab --sim sim --n 500 --json
+              goggles eval-translator pretrained:vr_goggles --real real_lab --sim sim --n 500 --json
+              goggles eval-translator runs/vr.pt --segmenter runs/segmenter.pt --real real_office --json
 
             Also reports the segmenter on the untranslated real frames (sem_miou_no_goggles) and
             on true sim frames (sem_miou_sim, the upper bound), and writes a side-by-side grid:
-            real | translated | sim through the real camera | predicted mask | true mask."""
+            real | translated | sim through the real camera | predicted mask | true mask.
+            For a sim->real refiner (simgan) it reports instead PSNR/SSIM of refined sim frames
+            against the paired real frames, with the unrefined frames as the baseline."""
         ),
     )
-    p.add_argument("translator", type=Path, help="translator checkpoint")
-    p.add_argument("--segmenter", type=Path, required=True, help="frozen sim segmenter checkpoint")
+    p.add_argument("translator", help="translator checkpoint: a path or pretrained:NAME")
+    p.add_argument(
+        "--segmenter", default="pretrained:segmenter", help="frozen sim segmenter: a path or pretrained:NAME"
+    )
     p.add_argument("--real", default="real_lab", help="real-like look (profile name or path)")
     p.add_argument("--sim", default="sim")
     p.add_argument("--n", type=int, default=500, help="frames")
@@ -192,6 +222,54 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--onnx", type=Path, required=True, help="output .onnx path")
     p.add_argument("--size", type=int, default=None, help="example input side (default: the checkpoint's image size)")
+
+    p = sub.add_parser(
+        "translate",
+        help="translate an image file or a folder of images with a translator checkpoint",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles translate camera.png goggles.png --translator pretrained:vr_goggles
+              goggles translate frames/ translated/ --translator runs/vr.pt --resize
+
+            A folder is translated image by image (PNG, JPEG, BMP, TIFF; sub-folders are not
+            entered) into OUT with the same file names; unreadable images are reported and
+            skipped. --resize scales images to the training size first (for camera images
+            larger than the training images) and the result back to the input size."""
+        ),
+    )
+    p.add_argument("input", type=Path, help="image file or folder")
+    p.add_argument("output", type=Path, help="output file (for a file) or folder (for a folder)")
+    p.add_argument("--translator", default="pretrained:vr_goggles", help="checkpoint path or pretrained:NAME")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resize", action="store_true", help="translate at the training image size")
+
+    p = sub.add_parser(
+        "pretrained",
+        help="list the checkpoints shipped with the package, or ship a new one",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles pretrained list
+              goggles pretrained add vr_goggles runs/vr.pt --description "real_lab -> sim" \\
+                  --command "goggles train-translator ..." --evaluation runs/vr.eval.json
+
+            add strips the training state, copies the checkpoint into the package as
+            pretrained:NAME and records it in the manifest (command, seed, time, metrics)."""
+        ),
+    )
+    p.add_argument("action", choices=["list", "add"])
+    p.add_argument("name", nargs="?", help="name to ship under (add)")
+    p.add_argument("checkpoint", nargs="?", type=Path, help="checkpoint to ship (add)")
+    p.add_argument("--description", default="")
+    p.add_argument("--command", dest="train_command", default="", help="the exact command that trained it")
+    p.add_argument("--evaluation", type=Path, default=None, help="JSON file of the evaluation to record")
+    p.add_argument(
+        "--train-minutes", type=float, default=None, help="training time, for checkpoints that do not record it"
+    )
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser(
         "profiles",
@@ -291,6 +369,7 @@ def _train_segmenter(args: argparse.Namespace) -> int:
         seed=args.seed,
         eval_looks=tuple(args.eval_looks),
         eval_frames=args.eval_frames,
+        augment=args.augment,
     )
     result = train_segmenter(cfg, args.out, progress=not args.json)
     if args.json:
@@ -306,9 +385,21 @@ def _train_segmenter(args: argparse.Namespace) -> int:
 
 
 def _train_translator(args: argparse.Namespace) -> int:
-    from sim2real_goggles.resources import share_path
-    from sim2real_goggles.training.translator import TranslatorTrainer, load_recipe
+    import os
 
+    import yaml
+
+    from sim2real_goggles.resources import share_path
+    from sim2real_goggles.training import distributed
+    from sim2real_goggles.training.translator import TranslatorTrainer, load_recipe
+    from sim2real_goggles.translation import resolve_device
+
+    extra = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        extra[key.strip()] = yaml.safe_load(value)
     recipe = args.recipe or share_path("config", "training", f"{args.method}.yaml")
     cfg = load_recipe(
         recipe,
@@ -316,37 +407,131 @@ def _train_translator(args: argparse.Namespace) -> int:
         real=args.real,
         sim=args.sim,
         segmenter=args.segmenter,
+        labeller=args.labeller,
         arch=args.arch,
         iterations=args.iterations,
         batch_size=args.batch_size,
         image_size=args.size,
         frames=args.frames,
         seed=args.seed,
+        **extra,
     )
-    trainer = TranslatorTrainer(cfg, args.out)
+    device = resolve_device(args.device)
+    if device.type == "cuda" and distributed.launched_by_torchrun():
+        device = torch_device_for_rank(int(os.environ.get("LOCAL_RANK", "0")))
+    if args.method == "simgan":
+        from sim2real_goggles.training.simgan import SimGANTrainer
+
+        trainer = SimGANTrainer(cfg, args.out, device=str(device))
+    else:
+        trainer = TranslatorTrainer(cfg, args.out, device=str(device))
     if args.resume:
         trainer.restore(args.out)
-    result = trainer.train(progress=not args.json)
-    print(
-        json.dumps(result)
-        if args.json
-        else f"wrote {result['checkpoint']} after {result['iterations']} iterations ({result['minutes']} min)"
-    )
+    try:
+        result = trainer.train(progress=not args.json)
+    finally:
+        distributed.shutdown()
+    if trainer.rank == 0:
+        print(
+            json.dumps(result)
+            if args.json
+            else f"wrote {result['checkpoint']} after {result['iterations']} iterations ({result['minutes']} min)"
+        )
     return 0
 
 
-def _eval_translator(args: argparse.Namespace) -> int:
-    from sim2real_goggles.evaluation.translation_eval import evaluate_translator
+def torch_device_for_rank(local_rank: int):
+    import torch
 
-    grid = args.grid or args.translator.with_suffix(f".{args.real}.grid.png")
-    report = evaluate_translator(
-        args.translator, args.segmenter, args.real, args.sim, args.n, args.seed, args.size, grid
-    )
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def _eval_translator(args: argparse.Namespace) -> int:
+    from sim2real_goggles.evaluation.translation_eval import evaluate_refiner, evaluate_translator
+    from sim2real_goggles.models.checkpoint import load_checkpoint
+    from sim2real_goggles.pretrained import PREFIX, is_pretrained
+
+    real_name = Path(args.real).stem
+    if args.grid:
+        grid = args.grid
+    elif is_pretrained(args.translator):
+        grid = Path(f"{args.translator[len(PREFIX) :]}.{real_name}.grid.png")
+    else:
+        grid = Path(args.translator).with_suffix(f".{real_name}.grid.png")
+    refiner = load_checkpoint(args.translator).metadata.get("direction") == "sim->real"
+    evaluate = evaluate_refiner if refiner else evaluate_translator
+    report = evaluate(args.translator, args.segmenter, args.real, args.sim, args.n, args.seed, args.size, grid)
     report["grid"] = str(grid)
     if args.json:
         print(json.dumps(report))
     else:
         print(json.dumps(report, indent=1))
+    return 0
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _translate(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from sim2real_goggles.translation import Translator
+
+    translator = Translator.load(args.translator, device=args.device, resize=args.resize)
+    if args.input.is_dir():
+        pairs = [
+            (path, args.output / path.name)
+            for path in sorted(args.input.iterdir())
+            if path.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not pairs:
+            raise ValueError(f"{args.input}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        args.output.mkdir(parents=True, exist_ok=True)
+    elif args.input.is_file():
+        pairs = [(args.input, args.output)]
+    else:
+        raise FileNotFoundError(f"{args.input}: no such file or folder")
+    skipped = 0
+    for src, dst in pairs:
+        bgr = cv2.imread(str(src), cv2.IMREAD_COLOR)
+        if bgr is None:
+            print(f"skipped {src}: not a readable image", file=sys.stderr)
+            skipped += 1
+            continue
+        out = translator(np.ascontiguousarray(bgr[:, :, ::-1]))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(dst), np.ascontiguousarray(out[:, :, ::-1])):
+            raise ValueError(f"{dst}: could not write (unknown image extension?)")
+    done = len(pairs) - skipped
+    print(f"translated {done} image{'s' if done != 1 else ''} into {args.output} ({skipped} skipped)")
+    return 0 if done else 2
+
+
+def _pretrained(args: argparse.Namespace) -> int:
+    from sim2real_goggles.pretrained import load_manifest, register
+
+    if args.action == "add":
+        if not (args.name and args.checkpoint):
+            raise ValueError("add needs NAME and CHECKPOINT")
+        evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
+        entry = register(
+            args.name,
+            args.checkpoint,
+            args.description,
+            args.train_command,
+            evaluation,
+            train_minutes=args.train_minutes,
+        )
+        print(json.dumps(entry) if args.json else f"shipped pretrained:{args.name} ({entry['bytes']} bytes)")
+        return 0
+    entries = load_manifest()
+    if args.json:
+        print(json.dumps(entries))
+        return 0
+    for name, entry in entries.items():
+        print(f"pretrained:{name:<14} {entry.get('method')!s:<16} {entry.get('description', '')}")
     return 0
 
 
@@ -392,6 +577,8 @@ _COMMANDS = {
     "train-translator": _train_translator,
     "eval-translator": _eval_translator,
     "export": _export,
+    "translate": _translate,
+    "pretrained": _pretrained,
     "profiles": _profiles,
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -68,7 +69,13 @@ def _padded(side: int) -> int:
 class Translator:
     """A generator ready for inference on uint8 images."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto", half: bool | None = None):
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        device: str | torch.device = "auto",
+        half: bool | None = None,
+        resize: bool = False,
+    ):
         if checkpoint.arch not in GENERATOR_ARCHS:
             raise CheckpointError(
                 f"{checkpoint.path}: holds a {checkpoint.arch!r} network, not a translator ({', '.join(GENERATOR_ARCHS)})"
@@ -82,14 +89,40 @@ class Translator:
         if self.half:
             self.model = self.model.half()
         self.metadata = checkpoint.metadata
+        self.resize = resize
+        self.image_size = int(self.metadata.get("image_size") or 0)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "auto", half: bool | None = None) -> Translator:
-        return cls(load_checkpoint(path), device=device, half=half)
+    def load(
+        cls, path: str | Path, device: str | torch.device = "auto", half: bool | None = None, resize: bool = False
+    ) -> Translator:
+        """``path``: a checkpoint file or ``pretrained:NAME``. ``resize``: see :meth:`__call__`."""
+        return cls(load_checkpoint(path), device=device, half=half, resize=resize)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Translate uint8 (H, W, 3) or (N, H, W, 3) images (greyscale and RGBA are converted,
+        see :func:`as_rgb_batch`) to the same shape.
+
+        Any size works: the input is reflection-padded to a multiple of 4 (at least 8) and the
+        output cropped back. A generator sees pixels at the scale it was trained on, so with
+        ``resize=True`` the images are first scaled (area filter) so their shorter side is the
+        training ``image_size``, then the output is scaled back (bilinear) to the input size:
+        use it for camera images larger than the training images.
+        """
+        batch, single = as_rgb_batch(images)
+        h, w = batch.shape[1:3]
+        if self.resize and self.image_size and min(h, w) != self.image_size:
+            scale = self.image_size / min(h, w)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in batch])
+            out = self._translate(small)
+            result = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) for im in out])
+        else:
+            result = self._translate(batch)
+        return result[0] if single else result
 
     @torch.inference_mode()
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        batch, single = as_rgb_batch(images)
+    def _translate(self, batch: np.ndarray) -> np.ndarray:
         h, w = batch.shape[1:3]
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).contiguous()
         x = x.half() if self.half else x.float()
@@ -101,5 +134,4 @@ class Translator:
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         y = self.model(x)[:, :, :h, :w]
         out = y.float().add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-        result = out.permute(0, 2, 3, 1).cpu().numpy()
-        return result[0] if single else result
+        return out.permute(0, 2, 3, 1).cpu().numpy()

@@ -20,6 +20,8 @@ SUBCOMMANDS = [
     "train-translator",
     "eval-translator",
     "export",
+    "translate",
+    "pretrained",
 ]
 
 
@@ -148,3 +150,90 @@ def test_train_translator_command_runs_and_resumes(tmp_path, capsys):
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert second["iterations"] == 3
     assert (tmp_path / "cg.pt.runs").is_dir()  # TensorBoard logs
+
+
+def test_train_translator_set_overrides_and_wrong_options_fail_clearly(tmp_path, capsys):
+    base = ["train-translator", "--out", str(tmp_path / "x.pt"), "--size", "32", "--frames", "4", "--iterations", "1"]
+    assert main([*base, "--method", "cyclegan", "--set", "no_such_key=1"]) == 2
+    assert "no_such_key" in capsys.readouterr().err
+    assert main([*base, "--method", "simgan", "--segmenter", "seg.pt"]) == 2
+    assert "does not apply to method 'simgan'" in capsys.readouterr().err
+    out = tmp_path / "sg.pt"
+    args = ["train-translator", "--method", "simgan", "--out", str(out), "--size", "32", "--frames", "8"]
+    args += [
+        "--batch-size",
+        "2",
+        "--iterations",
+        "4",
+        "--set",
+        "pretrain_refiner=1",
+        "--set",
+        "pretrain_discriminator=1",
+    ]
+    assert main([*args, "--set", "ngf=4", "--set", "n_blocks=1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["iterations"] == 4
+    from sim2real_goggles.models.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(out).metadata
+    assert meta["method"] == "simgan" and meta["direction"] == "sim->real" and meta["config"]["ngf"] == 4
+
+
+def test_translate_file_and_folder_skips_unreadable_images(tmp_path, capsys):
+    import cv2
+    import numpy as np
+    import torch
+
+    from sim2real_goggles.models.checkpoint import save_checkpoint
+    from sim2real_goggles.models.networks import CompactGenerator
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "g.pt", CompactGenerator(ngf=4, n_blocks=1), "compact", {"ngf": 4, "n_blocks": 1})
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i, shape in enumerate([(48, 64, 3), (30, 30, 3)]):
+        cv2.imwrite(str(src / f"f{i}.png"), rng.integers(0, 256, shape, dtype=np.uint8))
+    (src / "broken.png").write_bytes(b"not a png")
+    (src / "notes.txt").write_text("ignored")
+    assert main(["translate", str(src), str(tmp_path / "out"), "--translator", str(ckpt), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "translated 2 images" in captured.out and "1 skipped" in captured.out
+    assert "broken.png" in captured.err
+    assert cv2.imread(str(tmp_path / "out" / "f0.png")).shape == (48, 64, 3)
+    assert not (tmp_path / "out" / "notes.txt").exists()
+    single = tmp_path / "one.png"
+    assert main(["translate", str(src / "f1.png"), str(single), "--translator", str(ckpt), "--device", "cpu"]) == 0
+    assert cv2.imread(str(single)).shape == (30, 30, 3)
+    assert main(["translate", str(tmp_path / "missing"), str(single), "--translator", str(ckpt)]) == 2
+
+
+@pytest.mark.timeout(120)
+def test_killed_training_saves_a_checkpoint_and_resumes(tmp_path):
+    """SIGTERM (as from kill or a job scheduler) saves like Ctrl-C; --resume then finishes."""
+    import os
+    import signal
+    import time
+
+    from sim2real_goggles.models.checkpoint import load_checkpoint
+
+    out = tmp_path / "cg.pt"
+    args = [sys.executable, "-m", "sim2real_goggles.cli", "train-translator", "--method", "cyclegan"]
+    args += ["--out", str(out), "--size", "32", "--frames", "8", "--batch-size", "2", "--iterations", "100000"]
+    args += ["--set", "ngf=4", "--set", "n_blocks=1", "--set", "checkpoint_every=1000000", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = tmp_path / "cg.pt.runs"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (events.is_dir() and any(f.stat().st_size > 2000 for f in events.iterdir())):
+        time.sleep(0.5)  # TensorBoard has logged some iterations
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    ckpt = load_checkpoint(out)
+    done = ckpt.metadata["iterations"]
+    assert done > 0 and not ckpt.metadata["complete"] and "opt_G" in ckpt.extra
+    resume = [a if a != "100000" else str(done + 2) for a in args] + ["--resume"]
+    finished = subprocess.run(resume, capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert json.loads(finished.stdout.strip().splitlines()[-1])["iterations"] == done + 2

@@ -100,3 +100,23 @@ def test_cuda_fp16_matches_cpu(translator):
     assert gpu.half
     img = np.random.default_rng(4).integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
     assert np.abs(gpu(img).astype(int) - translator(img).astype(int)).max() <= 3
+
+
+def test_resize_translates_at_the_training_size(tmp_path):
+    """With resize=True a large camera image is translated at the training scale: the result
+    equals translating the area-downscaled image, upscaled back."""
+    import cv2
+
+    torch.manual_seed(0)
+    path = save_checkpoint(
+        tmp_path / "g.pt", CompactGenerator(ngf=4, n_blocks=1), "compact", {"ngf": 4, "n_blocks": 1}, {"image_size": 32}
+    )
+    plain = Translator.load(path, device="cpu")
+    scaled = Translator.load(path, device="cpu", resize=True)
+    img = np.random.default_rng(5).integers(0, 256, size=(96, 128, 3), dtype=np.uint8)
+    out = scaled(img)
+    assert out.shape == img.shape
+    small = cv2.resize(img, (43, 32), interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(plain(small), (128, 96), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(out, expected)
+    assert not np.array_equal(out, plain(img))

@@ -54,3 +54,24 @@ def test_eval_translator_command_reports_every_metric(tmp_path, capsys):
     assert 0.0 <= report["sem_miou"] <= 1.0 and report["psnr"] > 0 and -1 <= report["ssim"] <= 1
     assert report["fd_seg"] >= 0 and report["shift_err"] > 0  # an untrained conv net is not shift-equivariant
     assert (tmp_path / "g.real_lab.grid.png").is_file()
+
+
+def test_eval_of_a_refiner_compares_refined_sim_with_the_paired_real_frames(tmp_path, capsys):
+    torch.manual_seed(0)
+    ref = save_checkpoint(
+        tmp_path / "r.pt",
+        CompactGenerator(ngf=4, n_blocks=1),
+        "compact",
+        {"ngf": 4, "n_blocks": 1},
+        {"image_size": 32, "method": "simgan", "direction": "sim->real"},
+    )
+    seg = save_checkpoint(tmp_path / "s.pt", SegmenterNet(base=8), "segmenter", {"base": 8})
+    assert main(["eval-translator", str(ref), "--segmenter", str(seg), "--n", "8", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["direction"] == "sim->real" and report["n"] == 8
+    for key in ("psnr", "ssim", "fd_seg", "psnr_identity", "ssim_identity", "fd_seg_identity"):
+        assert key in report
+    # the unrefined sim frame is a different image from the real one, and an untrained refiner
+    # (near-constant output) scores differently from it
+    assert 0 < report["psnr_identity"] < 40 and report["psnr"] != report["psnr_identity"]
+    assert (tmp_path / "r.real_lab.grid.png").is_file()

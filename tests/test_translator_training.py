@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -140,3 +141,79 @@ def test_config_errors():
         TranslatorConfig(method="pix2pix")
     with pytest.raises(ValueError, match="--segmenter"):
         TranslatorConfig(method="vr_goggles")
+
+
+def test_pseudo_labels_come_from_the_labeller_after_the_warmup(tmp_path):
+    torch.manual_seed(0)
+    seg = save_checkpoint(tmp_path / "seg.pt", SegmenterNet(base=8), "segmenter", {"base": 8})
+    torch.manual_seed(1)
+    lab = save_checkpoint(tmp_path / "lab.pt", SegmenterNet(base=4), "segmenter", {"base": 4})
+    cfg = TranslatorConfig(
+        method="vr_goggles",
+        segmenter=str(seg),
+        labeller=str(lab),
+        iterations=4,
+        semantic_warmup=2,
+        semantic_reliability=0.0,
+        semantic_confidence=0.0,
+        **TINY,
+    )
+    trainer = TranslatorTrainer(cfg, tmp_path / "vr.pt")
+    assert trainer.labeller is not trainer.segmenter and not trainer.labeller.training
+    logs = [trainer.step() for _ in range(4)]
+    assert ["sem_pseudo" in log for log in logs] == [False, False, True, True]
+    assert all("labeller_confidence_real" in log for log in logs)
+    # the labeller's predictions, not the segmenter's, are the targets
+    calls = []
+    trainer.labeller.register_forward_hook(lambda *a: calls.append(1))
+    trainer.step()
+    assert calls == [1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_amp_on_cuda_trains_with_loss_scaling(tmp_path):
+    cfg = TranslatorConfig(method="cyclegan", iterations=4, amp=True, **TINY)
+    trainer = TranslatorTrainer(cfg, tmp_path / "amp.pt", device="cuda")
+    assert trainer.amp
+    before = {k: v.clone() for k, v in trainer.G_rs.state_dict().items()}
+    trainer.train(progress=False)
+    assert set(trainer.scalers) == {"G", "D"} and trainer.scalers["G"].get_scale() > 0
+    assert all(np.isfinite(h["G_total"]) for h in trainer.history)
+    assert any(not torch.equal(before[k], v) for k, v in trainer.G_rs.state_dict().items())
+    assert next(trainer.G_rs.parameters()).dtype == torch.float32  # fp32 master weights
+
+
+def test_adaptive_labeller_learns_from_sim_to_real_translations_and_resumes(tmp_path):
+    torch.manual_seed(0)  # fixed initial labeller, whatever ran before
+    seg = save_checkpoint(tmp_path / "seg.pt", SegmenterNet(base=8), "segmenter", {"base": 8})
+    lab = save_checkpoint(tmp_path / "lab.pt", SegmenterNet(base=4), "segmenter", {"base": 4})
+    cfg = TranslatorConfig(
+        method="vr_goggles",
+        segmenter=str(seg),
+        labeller=str(lab),
+        labeller_adapt_lr=1e-2,
+        semantic_warmup=2,
+        iterations=8,
+        **TINY,
+    )
+    trainer = TranslatorTrainer(cfg, tmp_path / "a.pt")
+    initial = {k: v.clone() for k, v in trainer.labeller.state_dict().items()}
+    # With G_sr the identity, the labeller's inputs are the sim images themselves, which carry
+    # their classes; an untrained G_sr's near-constant output would leave nothing to learn.
+    trainer.G_sr = nn.Identity()
+    logs = [trainer.step() for _ in range(24)]
+    assert ["labeller" in log for log in logs[:4]] == [False, False, True, True]
+    first, last = logs[2:6], logs[-4:]
+    assert sum(log["labeller"] for log in last) < 0.8 * sum(log["labeller"] for log in first)
+    assert any(not torch.equal(initial[k], v) for k, v in trainer.labeller.state_dict().items())
+    assert all(not p.requires_grad for p in trainer.segmenter.parameters())  # S stays frozen
+    # resume restores the adapted labeller too
+    first = TranslatorTrainer(cfg, tmp_path / "b.pt")
+    first.train(progress=False, stop_after=5)
+    resumed = TranslatorTrainer(cfg, tmp_path / "b.pt")
+    resumed.restore(tmp_path / "b.pt")
+    resumed.train(progress=False)
+    straight = TranslatorTrainer(cfg, tmp_path / "c.pt")
+    straight.train(progress=False)
+    for k, v in straight.labeller.state_dict().items():
+        assert torch.equal(v, resumed.labeller.state_dict()[k]), k

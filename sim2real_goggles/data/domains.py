@@ -2,7 +2,9 @@
 
 A *domain* is an indexable collection of samples ``{"image": HxWx3 uint8 RGB, "mask": HxW
 uint8 or None, "source": str}``. Trainers and evaluators take any domain, so "real" can be a
-real-like profile rendered here or a folder of a user's own camera images.
+real-like profile rendered here, a folder of a user's own camera images or a rosbag2 recording
+of their camera topic. Unreadable images (folders) and undecodable messages (bags) are skipped
+with a warning and counted (``skipped``).
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ class ProfileDomain:
 
 
 def open_domain(spec: str | Path, image_size: int = 64, n: int = 512, seed: int = 0) -> Domain:
-    """A folder of images, or a profile (shipped name or YAML path).
+    """A profile (shipped name or YAML path), a folder of images, or a rosbag2 recording
+    (``BAG[:TOPIC]``, see :mod:`sim2real_goggles.data.bags`).
 
     A bare shipped profile name (``sim``) means the profile even when a folder of that name
     exists in the working directory; write ``./sim`` for the folder.
@@ -129,6 +132,10 @@ def open_domain(spec: str | Path, image_size: int = 64, n: int = 512, seed: int 
     bare_name = "/" not in text and not text.startswith(".")
     if bare_name and text in list_profiles():
         return ProfileDomain(text, n=n, seed=seed, image_size=image_size)
+    from sim2real_goggles.data.bags import BagDomain, is_bag
+
+    if is_bag(spec):
+        return BagDomain(spec, image_size=image_size, n=n)
     if path.is_dir():
         return FolderDomain(path, image_size=image_size)
     try:

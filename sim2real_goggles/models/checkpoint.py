@@ -95,8 +95,14 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and validate a checkpoint (``weights_only=True``: no code runs from the file)."""
-    path = Path(path)
+    """Read and validate a checkpoint (``weights_only=True``: no code runs from the file).
+    ``path`` may be ``pretrained:NAME``, a checkpoint shipped with the package."""
+    from sim2real_goggles.pretrained import resolve
+
+    try:
+        path = resolve(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CheckpointError(str(exc)) from exc
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:

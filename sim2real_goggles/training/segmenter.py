@@ -22,6 +22,7 @@ from sim2real_goggles.data.domains import load_arrays
 from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou, rounded
 from sim2real_goggles.models.checkpoint import save_checkpoint
 from sim2real_goggles.models.networks import SegmenterNet, to_tensor
+from sim2real_goggles.training.augment import appearance_augment
 
 
 @dataclass
@@ -40,6 +41,10 @@ class SegmenterConfig:
     """Width of the U-Net (16: 0.12 M parameters, 0.13 s per batch of 16 at 64x64 on 2 cores)."""
     class_weights: tuple[float, float, float, float] = (1.0, 1.0, 2.0, 3.0)
     """Cross-entropy weights for floor, wall, obstacle, target (small classes count more)."""
+    augment: float = 0.0
+    """Fraction of each batch whose appearance is randomised (training/augment.py); 0 for the
+    sim segmenter that judges translations, 0.75 for the appearance-robust labeller that gives
+    VR-Goggles its pseudo-labels on real images."""
     seed: int = 0
     eval_looks: tuple[str, ...] = ("sim", "real_lab", "real_office")
     eval_frames: int = 400
@@ -92,7 +97,11 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
     model.train()
     for _ in bar:
         idx = torch.randint(len(x_all), (cfg.batch_size,), generator=gen)
-        logits = model(x_all[idx])
+        x = x_all[idx]
+        if cfg.augment > 0:
+            chosen = torch.rand(len(idx), generator=gen) < cfg.augment
+            x = torch.where(chosen[:, None, None, None], appearance_augment(x, y_all[idx], gen), x)
+        logits = model(x)
         loss = F.cross_entropy(logits, y_all[idx], weight=weights, ignore_index=IGNORE_ID)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -104,7 +113,7 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
     train_minutes = (time.perf_counter() - t0) / 60
     report = evaluate_segmenter(model, cfg.eval_looks, cfg.eval_frames, cfg.image_size, cfg.eval_seed)
     metadata = {
-        "method": "segmenter",
+        "method": "segmenter_robust" if cfg.augment > 0 else "segmenter",
         "domains": {"train": cfg.domain},
         "image_size": cfg.image_size,
         "iterations": cfg.iterations,

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Remake every shipped checkpoint (sim2real_goggles/pretrained/) with the project's own commands,
+# on CPU, and record in the manifest how each was made and what it scored.
+#
+#   bash scripts/make_pretrained.sh                 # everything, in order (about 2 h on 2 cores)
+#   RUNS=/tmp/runs bash scripts/make_pretrained.sh  # keep the full training checkpoints elsewhere
+#
+# A checkpoint already in $RUNS is not trained again (delete it to retrain). Each step is a plain
+# `goggles` command; the manifest records it verbatim. Evaluations run on 500 paired frames of
+# held-apart rooms (eval seeds start at 200000; training rooms use seeds below 10000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+G=goggles
+RUNS=${RUNS:-runs}
+mkdir -p "$RUNS"
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+
+train() {  # NAME COMMAND...: run the training command unless $RUNS/NAME.pt exists
+  local name=$1; shift
+  echo "$*" > "$RUNS/$name.command"
+  if [[ ! -f "$RUNS/$name.pt" ]]; then
+    echo "== training $name: $*"
+    "$@" --json > "$RUNS/$name.train.json"
+  fi
+}
+
+evaluate() {  # NAME REAL: translation quality on 500 held-apart paired frames
+  echo "== evaluating $1 on $2"
+  "$G" eval-translator "$RUNS/$1.pt" --segmenter "$RUNS/segmenter.pt" --real "$2" --sim sim --n 500 \
+    --grid "$RUNS/$1.$2.grid.png" --json > "$RUNS/$1.eval.json"
+}
+
+ship() {  # NAME DESCRIPTION
+  local eval_args=()
+  if [[ -f "$RUNS/$1.eval.json" ]]; then eval_args=(--evaluation "$RUNS/$1.eval.json"); fi
+  "$G" pretrained add "$1" "$RUNS/$1.pt" --description "$2" --command "$(cat "$RUNS/$1.command")" "${eval_args[@]}"
+}
+
+train segmenter goggles train-segmenter --domain sim --out "$RUNS/segmenter.pt"
+train labeller goggles train-segmenter --domain sim --augment 0.75 --iterations 3000 --out "$RUNS/labeller.pt"
+train cyclegan goggles train-translator --method cyclegan --real real_lab --sim sim --out "$RUNS/cyclegan.pt"
+train vr_goggles goggles train-translator --method vr_goggles --real real_lab --sim sim \
+  --segmenter "$RUNS/segmenter.pt" --labeller "$RUNS/labeller.pt" --out "$RUNS/vr_goggles.pt"
+train vr_goggles_real_office goggles train-translator --method vr_goggles --real real_office --sim sim \
+  --segmenter "$RUNS/segmenter.pt" --labeller "$RUNS/labeller.pt" --out "$RUNS/vr_goggles_real_office.pt"
+train simgan goggles train-translator --method simgan --sim sim --real real_lab --out "$RUNS/simgan.pt"
+evaluate cyclegan real_lab
+evaluate vr_goggles real_lab
+evaluate vr_goggles_real_office real_office
+evaluate simgan real_lab
+
+ship segmenter "sim segmenter (U-Net): the judge of sem_miou and the semantic loss of vr_goggles"
+ship labeller "appearance-robust sim segmenter: pseudo-labels on real images for vr_goggles"
+ship cyclegan "CycleGAN goggles real_lab -> sim (compact generator)"
+ship vr_goggles "VR-Goggles real_lab -> sim (compact generator): CycleGAN + semantic + shift losses"
+ship vr_goggles_real_office "VR-Goggles real_office -> sim: the same recipe and command, trained on real_office"
+ship simgan "SimGAN refiner sim -> real_lab (compact), for training policies on refined images"
+"$G" pretrained list

@@ -1,0 +1,75 @@
+"""pretrained:NAME checkpoints: the manifest, lookup, shipping, and what is shipped."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sim2real_goggles.pretrained as pretrained
+from sim2real_goggles.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sim2real_goggles.models.networks import CompactGenerator
+from sim2real_goggles.translation import Translator
+
+REQUIRED = ("segmenter", "cyclegan", "vr_goggles", "simgan")
+
+
+def test_register_strips_training_state_and_lookup_finds_it(tmp_path, monkeypatch):
+    manifest = tmp_path / "pkg" / "manifest.yaml"
+    manifest.parent.mkdir()
+    monkeypatch.setattr(pretrained, "MANIFEST", manifest)
+    gen = CompactGenerator(ngf=4, n_blocks=1)
+    opt_state = {"state": {i: torch.randn(4000) for i in range(8)}}
+    src = save_checkpoint(
+        tmp_path / "run.pt",
+        gen,
+        "compact",
+        {"ngf": 4, "n_blocks": 1},
+        {"method": "cyclegan", "image_size": 64, "iterations": 7, "config": {"seed": 3}, "train_minutes": 1.5},
+        extra={"opt_G": opt_state},
+    )
+    entry = pretrained.register("tiny", src, "a test", "goggles train-translator ...", {"sem_miou": 0.5})
+    assert entry["seed"] == 3 and entry["iterations"] == 7 and entry["train_minutes"] == 1.5
+    assert entry["evaluation"] == {"sem_miou": 0.5} and entry["command"].startswith("goggles")
+    shipped = manifest.parent / "tiny.pt"
+    assert shipped.stat().st_size < src.stat().st_size / 2
+    ckpt = load_checkpoint("pretrained:tiny")
+    assert ckpt.extra == {} and ckpt.path == shipped
+    for k, v in gen.state_dict().items():
+        assert torch.equal(ckpt.state_dict[k], v)
+    assert pretrained.sha256(shipped) == pretrained.load_manifest()["tiny"]["sha256"]
+    with pytest.raises(
+        CheckpointError, match=r"unknown pretrained checkpoint 'pretrained:nope' \(known: pretrained:tiny\)"
+    ):
+        load_checkpoint("pretrained:nope")
+
+
+def test_broken_manifest_fails_clearly(tmp_path, monkeypatch):
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("checkpoints: [1, 2")
+    monkeypatch.setattr(pretrained, "MANIFEST", manifest)
+    with pytest.raises(CheckpointError, match="manifest.yaml: not valid YAML"):
+        load_checkpoint("pretrained:x")
+
+
+def test_shipped_checkpoints_are_present_intact_and_documented():
+    entries = pretrained.load_manifest()
+    for name in REQUIRED:
+        assert name in entries, f"pretrained:{name} is not shipped"
+    total = 0
+    for name, entry in entries.items():
+        path = pretrained.MANIFEST.parent / entry["file"]
+        assert path.is_file(), name
+        assert pretrained.sha256(path) == entry["sha256"], f"{name}: file differs from the manifest"
+        ckpt = load_checkpoint(f"pretrained:{name}")
+        assert ckpt.extra == {}, f"{name}: training state was not stripped"
+        assert entry["command"].startswith("goggles "), name
+        assert entry["seed"] is not None and entry["train_minutes"], name
+        total += path.stat().st_size
+    assert total < 30e6
+    for name in ("cyclegan", "vr_goggles"):
+        meta = load_checkpoint(f"pretrained:{name}").metadata
+        assert meta["direction"] == "real->sim" and meta["domains"]["real"] == "real_lab"
+        assert "sem_miou" in entries[name]["evaluation"]
+    assert load_checkpoint("pretrained:simgan").metadata["direction"] == "sim->real"
+    out = Translator.load("pretrained:vr_goggles", device="cpu")(torch.zeros(64, 64, 3, dtype=torch.uint8).numpy())
+    assert out.shape == (64, 64, 3)
