@@ -10,7 +10,7 @@ from sim2real_goggles.models.checkpoint import CheckpointError, load_checkpoint,
 from sim2real_goggles.models.networks import CompactGenerator
 from sim2real_goggles.translation import Translator
 
-REQUIRED = ("segmenter", "cyclegan", "vr_goggles", "simgan")
+REQUIRED = ("segmenter", "labeller", "cyclegan", "vr_goggles", "vr_goggles_real_office", "simgan")
 
 
 def test_register_strips_training_state_and_lookup_finds_it(tmp_path, monkeypatch):
