@@ -418,7 +418,7 @@ def _train_translator(args: argparse.Namespace) -> int:
     )
     device = resolve_device(args.device)
     if device.type == "cuda" and distributed.launched_by_torchrun():
-        device = torch_device_for_rank(int(os.environ.get("LOCAL_RANK", "0")))
+        device = _cuda_device_for_rank(int(os.environ.get("LOCAL_RANK", "0")))
     if args.method == "simgan":
         from sim2real_goggles.training.simgan import SimGANTrainer
 
@@ -440,7 +440,7 @@ def _train_translator(args: argparse.Namespace) -> int:
     return 0
 
 
-def torch_device_for_rank(local_rank: int):
+def _cuda_device_for_rank(local_rank: int):
     import torch
 
     torch.cuda.set_device(local_rank)

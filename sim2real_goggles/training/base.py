@@ -22,7 +22,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from sim2real_goggles.data.domains import load_arrays
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
+from sim2real_goggles.models.networks import to_tensor
 from sim2real_goggles.training import distributed
 
 
@@ -79,6 +81,13 @@ def summary_writer(log_dir: str):
     except ImportError:  # pragma: no cover - tensorboard is a dependency; keep training without it
         return None
     return SummaryWriter(log_dir=log_dir)
+
+
+def load_domain_tensors(spec: str, n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Up to ``n`` images of a domain (profile, folder or bag) as a [-1, 1] tensor, and their
+    masks as int64 class ids when every image has one."""
+    images, masks = load_arrays(spec, n, size, seed)
+    return to_tensor(images), None if masks is None else torch.from_numpy(masks.astype(np.int64))
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -261,18 +270,10 @@ def _interrupt_on_sigterm():
     return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
-def iterations_per_second(trainer: AdversarialTrainer, n: int = 5) -> float:
-    trainer.step()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(n):
-        trainer.step()
-    return n / (time.perf_counter() - t0)
-
-
 __all__ = [
     "AdversarialConfig",
     "AdversarialTrainer",
-    "iterations_per_second",
+    "load_domain_tensors",
     "lr_lambda",
     "summary_writer",
     "to_uint8",

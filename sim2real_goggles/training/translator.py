@@ -40,13 +40,12 @@ import yaml
 from torch import nn
 
 from sim2real_goggles.appearance.profile import IGNORE_ID
-from sim2real_goggles.data.domains import load_arrays
 from sim2real_goggles.models.checkpoint import load_checkpoint
-from sim2real_goggles.models.networks import PatchGANDiscriminator, build_model, to_tensor
+from sim2real_goggles.models.networks import PatchGANDiscriminator, build_model
 from sim2real_goggles.training.base import (
     AdversarialConfig,
     AdversarialTrainer,
-    iterations_per_second,
+    load_domain_tensors,
     lr_lambda,
     to_uint8,
 )
@@ -94,7 +93,9 @@ class TranslatorConfig(AdversarialConfig):
     """When > 0, the labeller keeps learning during training, after the warm-up, on the sim->real
     translations G_sr(x_s) with the simulator's labels y_s (label-sound: CyCADA's task network
     trained on adapted source images), Adam at this learning rate, batch-norm statistics
-    frozen. Its pseudo-labels then follow the real look as G_sr learns it."""
+    frozen. Its pseudo-labels then follow the real look as G_sr learns it. Off in the shipped
+    recipe: on real_lab it taught the labeller G_sr's obstacles and obstacles vanished
+    (config/training/vr_goggles.yaml)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -200,11 +201,6 @@ def semantic_loss(
     return F.cross_entropy(logits, labels, weight=class_weights, ignore_index=IGNORE_ID)
 
 
-def _load_domain(spec: str, n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    images, masks = load_arrays(spec, n, size, seed)
-    return to_tensor(images), None if masks is None else torch.from_numpy(masks.astype(np.int64))
-
-
 class TranslatorTrainer(AdversarialTrainer):
     """Holds the networks, optimisers and data of one run; :meth:`train` runs it."""
 
@@ -234,8 +230,8 @@ class TranslatorTrainer(AdversarialTrainer):
                 # its own copy (even when the labeller is S itself), trained in place
                 self.labeller = load_checkpoint(cfg.labeller or cfg.segmenter).build(self.device)
                 self.opt_L = torch.optim.Adam(self.labeller.parameters(), lr=cfg.labeller_adapt_lr, betas=(0.9, 0.999))
-        self.x_real, _ = _load_domain(cfg.real, cfg.frames, cfg.image_size, cfg.seed)
-        self.x_sim, self.y_sim = _load_domain(cfg.sim, cfg.frames, cfg.image_size, cfg.seed + 1)
+        self.x_real, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed)
+        self.x_sim, self.y_sim = load_domain_tensors(cfg.sim, cfg.frames, cfg.image_size, cfg.seed + 1)
         if cfg.method == "vr_goggles" and self.y_sim is None:
             raise ValueError(
                 f"{cfg.sim}: vr_goggles needs masks for the sim domain (the semantic cycle uses its labels)"
@@ -368,7 +364,6 @@ __all__ = [
     "ImagePool",
     "TranslatorConfig",
     "TranslatorTrainer",
-    "iterations_per_second",
     "load_recipe",
     "lsgan_loss",
     "semantic_loss",
