@@ -21,8 +21,14 @@ $(STAMP): setup.py setup.cfg pyproject.toml package.xml
 
 install: $(STAMP)
 
+# The main demo: the sim robot in the real_lab look, driven over ROS 2 by the sim-trained policy
+# behind the shipped VR-Goggles, then the same rooms without goggles for comparison.
+DEMO_ARGS ?= episodes:=3 seed:=0 real_time_factor:=2.0
 demo: $(STAMP)
-	$(BIN)/goggles demo --out demo_out
+	@echo "== goggles launch navigation (VR-Goggles on), real_lab look"
+	$(BIN)/goggles launch navigation $(DEMO_ARGS)
+	@echo "== goggles launch navigation goggles:=false (no goggles), the same rooms"
+	$(BIN)/goggles launch navigation $(DEMO_ARGS) goggles:=false
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

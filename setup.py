@@ -45,6 +45,7 @@ setup(
         "pyyaml",
         "tqdm",
         "tensorboard",
+        "matplotlib",
         "setuptools",
     ],
     extras_require={
@@ -66,6 +67,10 @@ setup(
     entry_points={
         "console_scripts": [
             "goggles = sim2real_goggles.cli:main",
+            "translator_node = sim2real_goggles.ros.translator_node:main",
+            "segmenter_node = sim2real_goggles.ros.segmenter_node:main",
+            "policy_node = sim2real_goggles.ros.policy_node:main",
+            "sim_robot_node = sim2real_goggles.ros.sim_robot_node:main",
         ],
     },
 )

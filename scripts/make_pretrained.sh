@@ -45,10 +45,15 @@ train vr_goggles goggles train-translator --method vr_goggles --real real_lab --
 train vr_goggles_real_office goggles train-translator --method vr_goggles --real real_office --sim sim \
   --segmenter "$RUNS/segmenter.pt" --labeller "$RUNS/labeller.pt" --out "$RUNS/vr_goggles_real_office.pt"
 train simgan goggles train-translator --method simgan --sim sim --real real_lab --out "$RUNS/simgan.pt"
+# The policy: OUT.best.pt holds the round with the best validation success (see training/policy.py).
+train policy goggles train-policy --profile sim --out "$RUNS/policy.pt"
 evaluate cyclegan real_lab
 evaluate vr_goggles real_lab
 evaluate vr_goggles_real_office real_office
 evaluate simgan real_lab
+echo "== evaluating policy on 200 sim rooms"
+"$G" eval-policy --policy "$RUNS/policy.best.pt" --profile sim --episodes 200 --seed 0 --json \
+  > "$RUNS/policy.eval.json"
 
 ship segmenter "sim segmenter (U-Net): the judge of sem_miou and the semantic loss of vr_goggles"
 ship labeller "appearance-robust sim segmenter: pseudo-labels on real images for vr_goggles"
@@ -56,4 +61,7 @@ ship cyclegan "CycleGAN goggles real_lab -> sim (compact generator)"
 ship vr_goggles "VR-Goggles real_lab -> sim (compact generator): CycleGAN + semantic + shift losses"
 ship vr_goggles_real_office "VR-Goggles real_office -> sim: the same recipe and command, trained on real_office"
 ship simgan "SimGAN refiner sim -> real_lab (compact), for training policies on refined images"
+"$G" pretrained add policy "$RUNS/policy.best.pt" --command "$(cat "$RUNS/policy.command")" \
+  --evaluation "$RUNS/policy.eval.json" \
+  --description "image policy trained in the sim look (behaviour cloning + DAgger); drives policy_node"
 "$G" pretrained list

@@ -73,9 +73,20 @@ def _parser() -> argparse.ArgumentParser:
         "eval-policy",
         help="success rate of a policy over fixed seeds in a look",
         formatter_class=fmt,
-        epilog="Example:\n  goggles eval-policy --policy expert --profile sim --episodes 200 --seed 0 --json",
+        epilog=dedent(
+            """\
+            Examples:
+              goggles eval-policy --policy expert --profile sim --episodes 200 --seed 0 --json
+              goggles eval-policy --policy pretrained:policy --profile sim --episodes 200
+              goggles eval-policy --policy pretrained:policy --profile real_lab --translator pretrained:vr_goggles
+
+            Episode i runs in the room of env seed SEED+i, so every method meets the same rooms.
+            With --translator every camera frame goes through the goggles before the policy."""
+        ),
     )
-    p.add_argument("--policy", required=True, help="expert | random")
+    p.add_argument("--policy", required=True, help="expert | random | a policy checkpoint (path or pretrained:NAME)")
+    p.add_argument("--translator", default=None, help="goggles in front of the policy (checkpoint or pretrained:NAME)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--profile", default="sim", help="look (name or YAML path)")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="episode i uses env seed SEED+i (same rooms for every method)")
@@ -100,6 +111,89 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", default="sim")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", action="store_true", help="print JSON only")
+    b = bench.add_parser(
+        "pipeline",
+        help="camera -> translator -> policy -> cmd_vel over DDS in separate processes: rate, latency",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Example:
+              goggles bench pipeline --json
+              goggles bench pipeline --rate 30 --seconds 20 --translator pretrained:cyclegan
+
+            Plays a camera at --rate Hz (pre-rendered frames of --profile), runs translator_node
+            and policy_node as separate processes, and matches each cmd_vel_stamped to its frame:
+            latency is camera stamp -> command arrival. A policy straight on the camera runs in
+            the same run as the reference (reference_no_translator). Sets LOCALHOST discovery
+            and a ROS_DOMAIN_ID of its own unless one is set."""
+        ),
+    )
+    b.add_argument("--translator", default="pretrained:vr_goggles")
+    b.add_argument("--policy", default="pretrained:policy")
+    b.add_argument("--profile", default="real_lab")
+    b.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
+    b.add_argument("--seconds", type=float, default=10.0, help="measured seconds per chain")
+    b.add_argument("--size", type=int, default=64, help="camera image side")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--json", action="store_true", help="print JSON only")
+
+    p = sub.add_parser(
+        "transfer-table",
+        help="success of the sim-trained policy in real-like looks: no goggles, CycleGAN, VR-Goggles, ...",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles transfer-table --looks real_lab,real_office --episodes 200 --out transfer
+              goggles transfer-table --looks my_camera.yaml --translator vr_goggles:my_camera=runs/vr.pt
+
+            Rows: sim_on_sim (upper bound), no_goggles, cyclegan, vr_goggles, and the policies
+            given with --policy-dr / --policy-simgan; columns: the looks. Translators are the
+            shipped ones trained on each look (by method and real domain in the manifest) unless
+            given with --translator METHOD:LOOK=CKPT. Writes OUT/transfer.json, transfer.md and
+            transfer.png. Cells run in --workers parallel processes, one core each."""
+        ),
+    )
+    p.add_argument("--looks", type=_csv, default=["real_lab", "real_office"], help="comma-separated profiles")
+    p.add_argument("--policy", default="pretrained:policy")
+    p.add_argument("--policy-dr", default=None, help="domain-randomisation policy (row domain_randomization)")
+    p.add_argument("--policy-simgan", default=None, help="policy trained on SimGAN-refined frames (row simgan)")
+    p.add_argument(
+        "--translator", action="append", default=[], metavar="METHOD:LOOK=CKPT", help="translator for one cell"
+    )
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("transfer"))
+    p.add_argument("--json", action="store_true", help="print the JSON instead of the table")
+
+    p = sub.add_parser(
+        "train-policy",
+        help="train the image policy in sim: behaviour cloning from the expert with DAgger rounds",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles train-policy --profile sim --out runs/policy.pt
+              goggles train-policy --profile sim --refiner pretrained:simgan --out runs/policy_simgan.pt
+              goggles train-policy --out runs/policy.pt --resume
+
+            Round 0 records the privileged expert; each later round drives the learner, labels
+            every frame it sees with the expert's action and trains on all frames so far. The
+            checkpoint (and OUT.dagger/ with the frames) is written after every round; Ctrl-C or
+            kill stops, --resume redoes the unfinished round. TensorBoard logs in OUT.runs/.
+            --set KEY=VALUE overrides any field of PolicyConfig (training/policy.py)."""
+        ),
+    )
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    p.add_argument("--profile", default=None, help="training look(s), comma-separated (default sim)")
+    p.add_argument("--refiner", default=None, help="sim->real refiner applied to every frame (SimGAN baseline)")
+    p.add_argument("--rounds", type=int, default=None, help="DAgger rounds after the expert round")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--resume", action="store_true", help="continue from --out")
+    p.add_argument("--json", action="store_true", help="print JSON only")
 
     p = sub.add_parser(
         "train-segmenter",
@@ -272,6 +366,41 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser(
+        "launch",
+        help="run a ROS 2 YAML launch file (launch/*.launch.yaml) without a ROS 2 install",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles launch navigation
+              goggles launch navigation profile:=real_office episodes:=5 seed:=100
+              goggles launch navigation goggles:=false          # the no-goggles baseline
+              goggles launch navigation robot:=external camera_topic:=/camera/color/image_raw
+              goggles launch navigation --show-args
+              goggles launch translator device:=cpu --print
+              goggles launch ./my_robot.launch.yaml
+              goggles launch sim2real_goggles navigation.launch.yaml   # the ros2 launch form
+
+            FILE is a launch file of this package by name (navigation, translator,
+            segmentation, sim_robot; with or without .launch.yaml) or a path. The same files run
+            under `ros2 launch sim2real_goggles navigation.launch.yaml` on a ROS 2 install.
+            Every node runs as its own process with --ros-args and its output prefixed [name].
+            Ctrl-C stops all nodes (SIGINT, then SIGTERM, then SIGKILL); the launch also ends
+            when a node with on_exit: shutdown exits, with that node's exit status."""
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="launch file: a name such as navigation, or a path (or PACKAGE FILE)")
+    p.add_argument("launch_arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments")
+    p.add_argument("--show-args", "-s", action="store_true", help="list the launch arguments and exit")
+    p.add_argument("--print", "-p", dest="print_only", action="store_true", help="print the processes and exit")
+    p.add_argument(
+        "--sigterm-timeout",
+        type=float,
+        default=5.0,
+        help="seconds after SIGINT before SIGTERM at shutdown (default 5; SIGKILL as long after that)",
+    )
+
+    p = sub.add_parser(
         "profiles",
         help="list, show or check appearance profiles",
         formatter_class=fmt,
@@ -333,9 +462,16 @@ def _eval_policy(args: argparse.Namespace) -> int:
     from sim2real_goggles.evaluation.policy_eval import make_policy, run_episodes, summarize
 
     profile = load_profile(args.profile)
-    policy = make_policy(args.policy)
+    policy = make_policy(args.policy, translator=args.translator, device=args.device)
     results = run_episodes(policy, args.profile, args.episodes, args.seed, image_size=args.size, progress=not args.json)
-    summary = summarize(results, policy=args.policy, profile=profile.name, seed=args.seed, image_size=args.size)
+    summary = summarize(
+        results,
+        policy=args.policy,
+        translator=args.translator,
+        profile=profile.name,
+        seed=args.seed,
+        image_size=args.size,
+    )
     if args.json:
         print(json.dumps(summary))
     else:
@@ -349,6 +485,20 @@ def _eval_policy(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.bench == "pipeline":
+        from sim2real_goggles.ros.pipeline_bench import bench_pipeline
+
+        result = bench_pipeline(
+            translator=args.translator,
+            policy=args.policy,
+            profile=args.profile,
+            rate=args.rate,
+            seconds=args.seconds,
+            size=args.size,
+            device=args.device,
+        )
+        print(json.dumps(result, indent=None if args.json else 1))
+        return 0
     from sim2real_goggles.bench import bench_env
 
     result = bench_env(steps=args.steps, image_size=args.size, profile=args.profile, seed=args.seed)
@@ -387,19 +537,12 @@ def _train_segmenter(args: argparse.Namespace) -> int:
 def _train_translator(args: argparse.Namespace) -> int:
     import os
 
-    import yaml
-
     from sim2real_goggles.resources import share_path
     from sim2real_goggles.training import distributed
     from sim2real_goggles.training.translator import TranslatorTrainer, load_recipe
     from sim2real_goggles.translation import resolve_device
 
-    extra = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        extra[key.strip()] = yaml.safe_load(value)
+    extra = _overrides(args.overrides)
     recipe = args.recipe or share_path("config", "training", f"{args.method}.yaml")
     cfg = load_recipe(
         recipe,
@@ -568,6 +711,88 @@ def _profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transfer_table(args: argparse.Namespace) -> int:
+    from sim2real_goggles.evaluation.transfer import to_markdown, transfer_table, write_outputs
+
+    translators = {}
+    for item in args.translator:
+        key, sep, ckpt = item.partition("=")
+        method, colon, look = key.partition(":")
+        if not (sep and colon and ckpt):
+            raise SystemExit(f"--translator expects METHOD:LOOK=CKPT, got {item!r}")
+        translators[(method, look)] = ckpt
+    table = transfer_table(
+        args.looks,
+        policy=args.policy,
+        episodes=args.episodes,
+        seed=args.seed,
+        workers=args.workers,
+        translators=translators,
+        policy_dr=args.policy_dr,
+        policy_simgan=args.policy_simgan,
+    )
+    table["outputs"] = write_outputs(table, args.out)
+    print(json.dumps(table) if args.json else to_markdown(table))
+    return 0
+
+
+def _overrides(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` options as a dict (values parsed as YAML: numbers, lists, booleans)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _train_policy(args: argparse.Namespace) -> int:
+    from sim2real_goggles.training.policy import PolicyTrainer, load_policy_recipe
+
+    overrides = _overrides(args.overrides)
+    for key in ("profile", "refiner", "rounds", "seed"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    cfg = load_policy_recipe(overrides)
+    trainer = PolicyTrainer(cfg, args.out, device=args.device)
+    if args.resume:
+        trainer.restore(args.out)
+    try:
+        result = trainer.train(progress=not args.json)
+    except KeyboardInterrupt:
+        print(f"stopped after {trainer.round} rounds; continue with --resume (checkpoint {args.out})", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result))
+    else:
+        last = result["history"][-1] if result["history"] else {}
+        print(
+            f"wrote {result['checkpoint']} ({result['minutes']} min, {result['rounds']} rounds, "
+            f"{int(last.get('frames_total', 0))} frames): success on {cfg.eval_episodes} validation rooms "
+            f"{last.get('eval_success', float('nan')):.0%}"
+        )
+        if result.get("best"):
+            best = max(result["history"], key=lambda h: h["eval_success"])
+            print(f"best round ({best['eval_success']:.0%}): {result['best']}")
+    return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from sim2real_goggles.ros import launch_runner
+
+    plan = launch_runner.load_launch(args.file, args.launch_arguments, show_args=args.show_args)
+    if args.show_args:
+        print(launch_runner.format_arguments(plan), end="")
+        return 0
+    if args.print_only:
+        print(launch_runner.format_plan(plan), end="")
+        return 0
+    return launch_runner.run_plan(plan, sigterm_timeout=args.sigterm_timeout, sigkill_timeout=args.sigterm_timeout)
+
+
 _COMMANDS = {
     "demo": _demo,
     "collect": _collect,
@@ -575,11 +800,14 @@ _COMMANDS = {
     "bench": _bench,
     "train-segmenter": _train_segmenter,
     "train-translator": _train_translator,
+    "train-policy": _train_policy,
+    "transfer-table": _transfer_table,
     "eval-translator": _eval_translator,
     "export": _export,
     "translate": _translate,
     "pretrained": _pretrained,
     "profiles": _profiles,
+    "launch": _launch,
 }
 
 

@@ -124,6 +124,8 @@ class Translator:
     @torch.inference_mode()
     def _translate(self, batch: np.ndarray) -> np.ndarray:
         h, w = batch.shape[1:3]
+        # frames decoded straight from a message buffer are read-only; torch wants to own them
+        batch = batch if batch.flags.writeable else batch.copy()
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).contiguous()
         x = x.half() if self.half else x.float()
         x = x.div_(127.5).sub_(1.0)

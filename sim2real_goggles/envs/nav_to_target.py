@@ -247,6 +247,11 @@ class NavToTargetEnv(gym.Env[np.ndarray, np.int64]):
         x, y, yaw = self.pose
         return camera_view_matrix(x, y, yaw, self.camera_height, self.camera_forward, self.camera_pitch_deg)
 
+    def observe(self, collision: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+        """Render the camera at the current pose (and the paired looks/mask if configured);
+        ``info`` as in :meth:`step`. The ROS robot driver calls this at its camera rate."""
+        return self._observe(collision)
+
     def _observe(self, collision: bool) -> tuple[np.ndarray, dict[str, Any]]:
         assert self.layout is not None
         view = self.view_matrix()

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -18,6 +18,10 @@ from tqdm import tqdm
 
 from sim2real_goggles.envs.expert import Expert, random_action
 from sim2real_goggles.envs.nav_to_target import NavToTargetEnv
+from sim2real_goggles.policy import ImagePolicy
+
+if TYPE_CHECKING:
+    from sim2real_goggles.translation import Translator
 
 
 class Policy(Protocol):
@@ -52,13 +56,41 @@ class RandomPolicy:
         return random_action(self._rng)
 
 
+class LearnedPolicy:
+    """A trained image policy, optionally behind goggles: each camera frame is translated
+    (real look -> sim look) before the policy sees it."""
+
+    def __init__(self, policy: ImagePolicy, translator: Translator | None = None, name: str = "learned"):
+        self.policy = policy
+        self.translator = translator
+        self.name = name
+
+    def reset(self, env: NavToTargetEnv, rng: np.random.Generator) -> None:
+        self.policy.reset(seed=int(rng.integers(2**31)))
+
+    def act(self, obs: np.ndarray) -> int:
+        return self.policy.act(obs if self.translator is None else self.translator(obs))
+
+
 POLICIES: dict[str, Callable[[], Policy]] = {"expert": ExpertPolicy, "random": RandomPolicy}
 
 
-def make_policy(spec: str) -> Policy:
+def make_policy(spec: str, translator: str | None = None, device: str = "auto") -> Policy:
+    """``expert``, ``random``, or a policy checkpoint (path or ``pretrained:NAME``), optionally
+    behind a translator checkpoint (the goggles)."""
     if spec in POLICIES:
+        if translator:
+            raise ValueError(f"--translator applies to learned image policies, not to {spec!r}")
         return POLICIES[spec]()
-    raise ValueError(f"unknown policy {spec!r}: available: {', '.join(POLICIES)}")
+    spec = str(spec)
+    if not spec.startswith("pretrained:") and not Path(spec).is_file():
+        raise ValueError(
+            f"unknown policy {spec!r}: expected {', '.join(POLICIES)}, a policy checkpoint file or pretrained:NAME"
+        )
+    from sim2real_goggles.translation import Translator
+
+    goggles = Translator.load(translator, device=device, resize=True) if translator else None
+    return LearnedPolicy(ImagePolicy.load(spec, device=device), goggles, name=str(spec))
 
 
 @dataclass

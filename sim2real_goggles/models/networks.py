@@ -181,6 +181,46 @@ class SegmenterNet(nn.Module):
         return self.head(d1)
 
 
+class PolicyNet(nn.Module):
+    """Image policy: a small convolutional encoder (four stride-2 stages, 64×64 → 4×4) with
+    an action head (logits of forward / turn left / turn right) and a value head (for PPO).
+
+    :param frames: camera frames stacked along the channels (1: a reactive policy).
+    :param num_actions: discrete actions (the env's three).
+    :param width: channels of the first convolution (doubled after it).
+    :param hidden: units of the fully connected layer.
+    """
+
+    def __init__(self, frames: int = 1, num_actions: int = 3, width: int = 16, hidden: int = 256):
+        super().__init__()
+        self.frames = frames
+        self.encoder = nn.Sequential(
+            # stride-2 stages keep a far-away chair (a few pixels) visible to the later layers
+            nn.Conv2d(3 * frames, width, 5, stride=2, padding=2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            # any camera size: pool the feature map to the 4x4 a 64x64 image gives
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(2 * width * 16, hidden),
+            nn.ReLU(inplace=True),
+        )
+        self.action_head = nn.Linear(hidden, num_actions)
+        self.value_head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Action logits (N, num_actions) for images (N, 3·frames, H, W) in [-1, 1]."""
+        return self.action_head(self.encoder(x))
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value_head(self.encoder(x)).squeeze(-1)
+
+
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 images (N, H, W, 3) -> float32 network input (N, 3, H, W) in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
@@ -191,6 +231,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "compact": CompactGenerator,
     "patchgan": PatchGANDiscriminator,
     "segmenter": SegmenterNet,
+    "policy_cnn": PolicyNet,
 }
 
 

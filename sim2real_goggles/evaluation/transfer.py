@@ -1,0 +1,200 @@
+"""The sim-to-real transfer table: one sim-trained policy, every way of deploying it, every look.
+
+Rows are methods, columns are real-like looks; a cell is the success rate (with its 95% Wilson
+interval) over the same fixed-seed rooms for every cell. Methods:
+
+- ``sim_on_sim``: the policy in the sim look it was trained in (upper bound; one value, shown in
+  every column);
+- ``no_goggles``: the policy straight on the real-like camera;
+- ``cyclegan`` / ``vr_goggles``: the policy behind a real→sim translator trained *for that look*
+  by the same recipe (found in the shipped manifest by method and real domain, or given with
+  ``--translator METHOD:LOOK=CKPT``);
+- ``domain_randomization`` / ``simgan``: policies trained differently (``--policy-dr``,
+  ``--policy-simgan``), straight on the camera.
+
+A cell with no checkpoint for it is reported as missing, never guessed. Cells run in parallel
+processes; per-frame latency of each method (translator + policy) is measured on the side.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METHODS = ("sim_on_sim", "no_goggles", "cyclegan", "vr_goggles", "domain_randomization", "simgan")
+TRANSLATOR_METHODS = ("cyclegan", "vr_goggles")
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    look: str
+    policy: str
+    translator: str | None
+    profile: str
+    """The look the episodes are rendered in (``sim`` for the upper bound)."""
+
+
+def shipped_translator(method: str, look: str) -> str | None:
+    """``pretrained:NAME`` of a shipped real→sim translator of ``method`` trained on ``look``."""
+    from sim2real_goggles.pretrained import load_manifest
+
+    for name, entry in load_manifest().items():
+        domains = entry.get("domains") or {}
+        if entry.get("method") == method and entry.get("direction") == "real->sim" and domains.get("real") == look:
+            return f"pretrained:{name}"
+    return None
+
+
+def plan_cells(
+    looks: list[str],
+    policy: str,
+    translators: dict[tuple[str, str], str] | None = None,
+    policy_dr: str | None = None,
+    policy_simgan: str | None = None,
+) -> tuple[list[Cell], list[dict[str, str]]]:
+    """The cells to run, and the ones that cannot run (with the reason)."""
+    from sim2real_goggles.appearance.profile import load_profile
+
+    translators = translators or {}
+    cells = [Cell("sim_on_sim", "sim", policy, None, "sim")]
+    missing = []
+    for look in looks:
+        name = load_profile(look).name
+        cells.append(Cell("no_goggles", name, policy, None, look))
+        for method in TRANSLATOR_METHODS:
+            ckpt = translators.get((method, name)) or shipped_translator(method, name)
+            if ckpt is None:
+                missing.append({"method": method, "look": name, "why": f"no {method} translator trained on {name}"})
+            else:
+                cells.append(Cell(method, name, policy, ckpt, look))
+        for method, other in (("domain_randomization", policy_dr), ("simgan", policy_simgan)):
+            if other is None:
+                missing.append({"method": method, "look": name, "why": f"no {method} policy given"})
+            else:
+                cells.append(Cell(method, name, other, None, look))
+    return cells, missing
+
+
+def _run_cell(cell: Cell, episodes: int, seed: int, device: str) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)  # cells run side by side, one core each
+    from sim2real_goggles.evaluation.policy_eval import make_policy, run_episodes, summarize
+
+    policy = make_policy(cell.policy, translator=cell.translator, device=device)
+    t0 = time.perf_counter()
+    results = run_episodes(policy, cell.profile, episodes, seed)
+    summary = summarize(results, method=cell.method, look=cell.look, policy=cell.policy, translator=cell.translator)
+    summary["minutes"] = round((time.perf_counter() - t0) / 60, 2)
+    summary["latency_ms"] = _frame_latency_ms(policy)
+    return summary
+
+
+def _frame_latency_ms(policy: Any, frames: int = 200) -> float:
+    """Median per-frame cost (translator + policy) on 64x64 frames, ms."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (frames, 64, 64, 3), dtype=np.uint8)
+    times = []
+    for img in images:
+        t0 = time.perf_counter()
+        policy.act(img)
+        times.append(time.perf_counter() - t0)
+    return round(float(np.median(times)) * 1000, 3)
+
+
+def transfer_table(
+    looks: list[str],
+    policy: str = "pretrained:policy",
+    episodes: int = 200,
+    seed: int = 0,
+    workers: int = 2,
+    translators: dict[tuple[str, str], str] | None = None,
+    policy_dr: str | None = None,
+    policy_simgan: str | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    cells, missing = plan_cells(looks, policy, translators, policy_dr, policy_simgan)
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(_run_cell, cell, episodes, seed, device) for cell in cells]
+        results = [f.result() for f in futures]
+    return {
+        "episodes": episodes,
+        "seed": seed,
+        "looks": [c.look for c in cells if c.method == "no_goggles"],
+        "cells": results,
+        "missing": missing,
+    }
+
+
+def _cell_text(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "n/a"
+    low, high = r["ci95"]
+    return f"{r['success_rate']:.1%} ({low:.0%}–{high:.0%})"
+
+
+def to_markdown(table: dict[str, Any]) -> str:
+    looks = table["looks"]
+    by = {(r["method"], r["look"]): r for r in table["cells"]}
+    sim = by.get(("sim_on_sim", "sim"))
+    lines = [
+        f"Success rate (95% CI) over {table['episodes']} fixed rooms (seeds {table['seed']}–"
+        f"{table['seed'] + table['episodes'] - 1}); latency = translator + policy per 64×64 frame on CPU.",
+        "",
+        "| method | " + " | ".join(looks) + " | latency (ms) |",
+        "|---|" + "---|" * (len(looks) + 1),
+    ]
+    for method in METHODS:
+        cells = [sim if method == "sim_on_sim" else by.get((method, look)) for look in looks]
+        if not any(cells):
+            continue
+        latency = next((c["latency_ms"] for c in cells if c), None)
+        lines.append(f"| {method} | " + " | ".join(_cell_text(c) for c in cells) + f" | {latency} |")
+    for m in table["missing"]:
+        lines.append(f"\n- {m['method']} on {m['look']}: not run ({m['why']})")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    looks = table["looks"]
+    by = {(r["method"], r["look"]): r for r in table["cells"]}
+    methods = [m for m in METHODS if any((m, lk) in by for lk in looks) or (m == "sim_on_sim" and by)]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(looks) * max(1, len(methods)) / 3, 3.2))
+    width = 0.8 / max(1, len(methods))
+    for i, method in enumerate(methods):
+        rows = [by.get(("sim_on_sim", "sim")) if method == "sim_on_sim" else by.get((method, lk)) for lk in looks]
+        xs = [j + i * width for j, r in enumerate(rows) if r]
+        ys = [r["success_rate"] for r in rows if r]
+        err = np.array([[r["success_rate"] - r["ci95"][0], r["ci95"][1] - r["success_rate"]] for r in rows if r]).T
+        ax.bar(xs, ys, width, yerr=err if len(ys) else None, capsize=2, label=method)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(looks))], looks)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("success rate")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(table: dict[str, Any], out: Path) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "transfer.json", "markdown": out / "transfer.md", "plot": out / "transfer.png"}
+    paths["json"].write_text(json.dumps(table, indent=1))
+    paths["markdown"].write_text(to_markdown(table))
+    plot(table, paths["plot"])
+    return {k: str(v) for k, v in paths.items()}
+
+
+__all__ = ["METHODS", "plan_cells", "shipped_translator", "to_markdown", "transfer_table", "write_outputs"]

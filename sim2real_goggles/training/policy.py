@@ -1,0 +1,338 @@
+"""Train the image policy: behaviour cloning from the privileged expert with DAgger rounds.
+
+Round 0 drives the expert and records (camera frame, expert action). Every later round drives
+the *learner* (with probability ``beta ** round`` the expert's action is executed instead, as in
+DAgger, Ross et al. AISTATS 2011, https://arxiv.org/abs/1011.0686), labels every visited frame
+with what the expert would have done there, adds the frames to the aggregate and trains on all
+of it. The learner so sees, and learns to recover from, its own mistakes, which plain cloning
+never shows it.
+
+Only the camera frame reaches the network (no privileged state), so the checkpoint runs on a
+robot through :class:`~sim2real_goggles.policy.ImagePolicy` and the ROS policy node.
+Baselines use the same loop: ``profile`` may list several looks (one drawn per episode: domain
+randomisation), and ``refiner`` passes every frame through a sim→real refiner first (SimGAN-
+refined training).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from sim2real_goggles.envs.expert import Expert
+from sim2real_goggles.envs.nav_to_target import NavToTargetEnv
+from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
+from sim2real_goggles.models.networks import PolicyNet, count_parameters, to_tensor
+from sim2real_goggles.policy import ImagePolicy
+from sim2real_goggles.training.base import _interrupt_on_sigterm, summary_writer
+
+ARCH = "policy_cnn"
+
+
+@dataclass
+class PolicyConfig:
+    """Recipe of ``goggles train-policy --method bc`` (defaults are the shipped recipe)."""
+
+    method: str = "bc"
+    profile: str = "sim"
+    """Training look, or several comma-separated (one drawn per episode)."""
+    refiner: str = ""
+    """Optional sim→real refiner checkpoint applied to every training frame (SimGAN baseline)."""
+    image_size: int = 64
+    frames: int = 1
+    """Camera frames stacked as the network input."""
+    width: int = 16
+    expert_episodes: int = 200
+    """Round 0: episodes driven by the expert."""
+    rounds: int = 6
+    """DAgger rounds after round 0."""
+    episodes_per_round: int = 100
+    beta: float = 0.5
+    """In round r the expert's action is executed with probability beta**r."""
+    max_steps: int = 250
+    """Step limit of a training rollout (evaluation uses the env's 400)."""
+    epochs: float = 4.0
+    """Passes over the aggregated data after each round."""
+    batch_size: int = 128
+    lr: float = 5e-4
+    seed: int = 0
+    train_seed: int = 1_000_000
+    """Training rooms use env seeds from here on (evaluation uses 0..; the eval set per round
+    starts at ``eval_seed``)."""
+    eval_episodes: int = 50
+    """Validation rooms per round; the best round's weights are also written as OUT.best.pt."""
+    eval_seed: int = 500_000
+    sample: bool = True
+    """Sample actions from the policy (True) or take the most likely one. Measured on 60 sim
+    rooms after 4 rounds: sampling 80% success, greedy 28% (a reactive policy that always takes
+    its most likely action turns left and right forever in front of a blank wall)."""
+
+
+def load_policy_recipe(overrides: dict[str, Any] | None = None) -> PolicyConfig:
+    cfg = PolicyConfig()
+    for key, value in (overrides or {}).items():
+        if not hasattr(cfg, key):
+            raise ValueError(f"unknown policy recipe key {key!r} (known: {', '.join(asdict(cfg))})")
+        setattr(cfg, key, type(getattr(cfg, key))(value) if getattr(cfg, key) is not None else value)
+    return cfg
+
+
+class PolicyTrainer:
+    """Behaviour cloning + DAgger (see the module docstring)."""
+
+    def __init__(self, cfg: PolicyConfig, out: str | Path, device: str = "cpu"):
+        if cfg.method != "bc":
+            raise ValueError(f"unknown policy training method {cfg.method!r} (available: bc)")
+        self.cfg = cfg
+        self.out = Path(out)
+        self.data_dir = Path(str(self.out) + ".dagger")
+        self.device = torch.device(device)
+        torch.manual_seed(cfg.seed)
+        self.arch_kwargs = {"frames": cfg.frames, "width": cfg.width}
+        self.model = PolicyNet(**self.arch_kwargs).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.round = 0  # rounds completed
+        self.episode = 0  # training episodes driven so far (their env seeds follow)
+        self.train_seconds = 0.0
+        self.history: list[dict[str, float]] = []
+        self.looks = [p.strip() for p in cfg.profile.split(",") if p.strip()]
+        if not self.looks:
+            raise ValueError("profile: give at least one look")
+        self._envs: dict[str, NavToTargetEnv] = {}
+        self.refiner = None
+        if cfg.refiner:
+            from sim2real_goggles.translation import Translator
+
+            self.refiner = Translator.load(cfg.refiner, device=str(self.device))
+        self.obs: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+
+    # ------------------------------------------------------------------ data
+    def env(self, look: str) -> NavToTargetEnv:
+        if look not in self._envs:
+            self._envs[look] = gym.make(
+                "Goggles/NavToTarget-v0", image_size=self.cfg.image_size, profile=look
+            ).unwrapped
+        return self._envs[look]
+
+    def view(self, obs: np.ndarray) -> np.ndarray:
+        """The frame as the policy is trained on it (refined for the SimGAN baseline)."""
+        return obs if self.refiner is None else self.refiner(obs)
+
+    def rollout(self, episodes: int, expert_probability: float) -> dict[str, float]:
+        """Drive ``episodes`` episodes, recording every frame with the expert's action."""
+        cfg = self.cfg
+        learner = ImagePolicy(self.model, cfg.image_size, cfg.frames, self.device, cfg.sample)
+        frames, labels, successes, steps_total = [], [], 0, 0
+        for _ in range(episodes):
+            look = self.looks[int(self.rng.integers(len(self.looks)))]
+            env = self.env(look)
+            obs, _ = env.reset(seed=cfg.train_seed + self.episode)
+            self.episode += 1
+            expert = Expert(env)
+            learner.reset(seed=int(self.rng.integers(2**31)))
+            self.model.eval()
+            for _step in range(cfg.max_steps):
+                seen = self.view(obs)
+                label = expert.act()
+                action = learner.act(seen)  # also keeps the learner's frame stack current
+                frames.append(learner.network_input())
+                labels.append(label)
+                if self.rng.random() < expert_probability:
+                    action = label
+                obs, _, terminated, truncated, _ = env.step(action)
+                steps_total += 1
+                if terminated or truncated:
+                    successes += int(terminated)
+                    break
+        self.obs.append(np.stack(frames))
+        self.actions.append(np.asarray(labels, np.uint8))
+        self._save_round_data(self.round, self.obs[-1], self.actions[-1])
+        return {"rollout_success": successes / max(episodes, 1), "rollout_frames": float(len(frames))}
+
+    def _save_round_data(self, r: int, obs: np.ndarray, actions: np.ndarray) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.data_dir / f".round_{r:02d}.tmp.npz"
+        np.savez_compressed(tmp, obs=obs, actions=actions)
+        tmp.replace(self.data_dir / f"round_{r:02d}.npz")
+
+    # ------------------------------------------------------------------ learning
+    def fit(self) -> float:
+        """``epochs`` passes over all data gathered so far; returns the mean loss."""
+        cfg = self.cfg
+        obs = np.concatenate(self.obs)
+        actions = torch.from_numpy(np.concatenate(self.actions).astype(np.int64))
+        n = len(obs)
+        steps = max(1, int(cfg.epochs * n / cfg.batch_size))
+        self.model.train()
+        losses = []
+        for _ in range(steps):
+            idx = self.rng.integers(n, size=cfg.batch_size)
+            x = to_tensor(obs[idx]).to(self.device)
+            loss = F.cross_entropy(self.model(x), actions[idx].to(self.device))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        self.model.eval()
+        return float(np.mean(losses[-max(1, len(losses) // 4) :]))
+
+    @torch.no_grad()
+    def accuracy(self) -> float:
+        """Agreement with the expert on the newest round's frames (before training on them)."""
+        obs, actions = self.obs[-1], self.actions[-1]
+        self.model.eval()
+        pred = np.concatenate(
+            [
+                self.model(to_tensor(obs[i : i + 512]).to(self.device)).argmax(1).cpu().numpy()
+                for i in range(0, len(obs), 512)
+            ]
+        )
+        return float((pred == actions).mean())
+
+    def evaluate(self) -> float:
+        """Success rate over ``eval_episodes`` fixed rooms in the first training look."""
+        from sim2real_goggles.evaluation.policy_eval import LearnedPolicy, run_episodes
+
+        cfg = self.cfg
+        if cfg.eval_episodes <= 0:
+            return float("nan")
+        policy = LearnedPolicy(ImagePolicy(self.model, cfg.image_size, cfg.frames, self.device, cfg.sample))
+        if self.refiner is not None:
+            policy.translator = self.refiner
+        results = run_episodes(policy, self.looks[0], cfg.eval_episodes, cfg.eval_seed, cfg.image_size)
+        return sum(r.success for r in results) / len(results)
+
+    # ------------------------------------------------------------------ state
+    def metadata(self, **fields: Any) -> dict[str, Any]:
+        """What every policy checkpoint of this run records (``fields`` added or overriding)."""
+        cfg = self.cfg
+        return {
+            "method": "bc_dagger",
+            "kind": "policy",
+            "domains": {"train": cfg.profile, **({"refiner": cfg.refiner} if cfg.refiner else {})},
+            "image_size": cfg.image_size,
+            "config": asdict(cfg),
+            "rounds": self.round,
+            "iterations": self.round,
+            "train_minutes": round(self.train_seconds / 60, 2),
+            "parameters": count_parameters(self.model),
+            **fields,
+        }
+
+    def save(self, final: bool = False) -> Path:
+        metadata = self.metadata(
+            frames_seen=int(sum(len(a) for a in self.actions)),
+            complete=final,
+            metrics=self.history[-1] if self.history else {},
+        )
+        extra = {
+            "optimizer": self.optimizer.state_dict(),
+            "round": self.round,
+            "episode": self.episode,
+            "rng": self.rng.bit_generator.state["state"]["state"].to_bytes(16, "little").hex(),
+            "rng_inc": self.rng.bit_generator.state["state"]["inc"].to_bytes(16, "little").hex(),
+            "torch_rng": torch.get_rng_state(),
+            "train_seconds": self.train_seconds,
+            "history": [{k: float(v) for k, v in h.items()} for h in self.history],
+        }
+        return save_checkpoint(self.out, self.model, ARCH, self.arch_kwargs, metadata, extra)
+
+    @property
+    def best_path(self) -> Path:
+        return self.out.with_name(self.out.stem + ".best" + self.out.suffix)
+
+    def save_best(self) -> Path:
+        """The weights of the round with the best evaluation so far, as ``OUT.best.pt`` (no
+        training state). Later DAgger rounds fit the expert's labels ever better yet can drive
+        worse: measured on 50 validation rooms after rounds 1-6, 0.86 0.84 0.86 0.76 0.70."""
+        metadata = self.metadata(
+            complete=True, metrics={"validation_success": self.history[-1]["eval_success"], "round": self.round}
+        )
+        return save_checkpoint(self.best_path, self.model, ARCH, self.arch_kwargs, metadata)
+
+    def restore(self, path: str | Path) -> None:
+        ckpt = load_checkpoint(path)
+        if ckpt.arch != ARCH or "round" not in ckpt.extra:
+            raise ValueError(f"{path}: not a policy training checkpoint with state to resume from")
+        e = ckpt.extra
+        self.model.load_state_dict(ckpt.state_dict)
+        self.optimizer.load_state_dict(e["optimizer"])
+        self.round, self.episode = int(e["round"]), int(e["episode"])
+        state = self.rng.bit_generator.state
+        state["state"] = {
+            "state": int.from_bytes(bytes.fromhex(e["rng"]), "little"),
+            "inc": int.from_bytes(bytes.fromhex(e["rng_inc"]), "little"),
+        }
+        self.rng.bit_generator.state = state
+        torch.set_rng_state(e["torch_rng"])
+        self.train_seconds = float(e["train_seconds"])
+        self.history = [dict(h) for h in e.get("history", [])]
+        self.obs, self.actions = [], []
+        for r in range(self.round):
+            f = self.data_dir / f"round_{r:02d}.npz"
+            if not f.is_file():
+                raise ValueError(f"{path}: resume needs the DAgger data {f}, which is missing")
+            with np.load(f) as data:
+                self.obs.append(data["obs"])
+                self.actions.append(data["actions"])
+
+    # ------------------------------------------------------------------ loop
+    def train(self, progress: bool = True) -> dict[str, Any]:
+        """Rounds 0..``rounds``; the checkpoint is written after each. Ctrl-C or SIGTERM stops
+        (the round in progress is redone by ``--resume``)."""
+        cfg = self.cfg
+        writer = summary_writer(str(self.out) + ".runs")
+        total = cfg.rounds + 1
+        bar = tqdm(total=total, initial=self.round, desc="train policy (DAgger rounds)", disable=not progress)
+        previous_term = _interrupt_on_sigterm()
+        t_start = time.perf_counter()
+        try:
+            while self.round < total:
+                t0 = time.perf_counter()
+                expert_p = 1.0 if self.round == 0 else cfg.beta**self.round
+                episodes = cfg.expert_episodes if self.round == 0 else cfg.episodes_per_round
+                log = self.rollout(episodes, expert_p)
+                log["expert_agreement"] = self.accuracy() if self.round > 0 else float("nan")
+                log["loss"] = self.fit()
+                log["eval_success"] = self.evaluate()
+                log["frames_total"] = float(sum(len(a) for a in self.actions))
+                self.train_seconds += time.perf_counter() - t0
+                self.history.append(log)
+                self.round += 1
+                if writer is not None:
+                    for k, v in log.items():
+                        if np.isfinite(v):
+                            writer.add_scalar(f"train/{k}", v, self.round)
+                self.save(final=self.round >= total)
+                if cfg.eval_episodes > 0 and log["eval_success"] >= max(h["eval_success"] for h in self.history):
+                    self.save_best()
+                bar.update(1)
+                bar.set_postfix(loss=f"{log['loss']:.3f}", success=f"{log['eval_success']:.2f}")
+        finally:
+            if previous_term is not None:
+                import signal
+
+                signal.signal(signal.SIGTERM, previous_term)
+            if writer is not None:
+                writer.close()
+            bar.close()
+        return {
+            "checkpoint": str(self.out),
+            "best": str(self.best_path) if self.best_path.is_file() else None,
+            "rounds": self.round,
+            "minutes": round((time.perf_counter() - t_start) / 60, 2),
+            "history": self.history,
+        }
+
+
+__all__ = ["PolicyConfig", "PolicyTrainer", "load_policy_recipe"]

@@ -1,0 +1,221 @@
+"""policy_node and sim_robot_node over real DDS, each in a process of its own."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from geometry_msgs.msg import Twist, TwistStamped
+from nav_msgs.msg import Odometry
+from ros_harness import (
+    SENSOR_QOS,
+    NodeProcess,
+    RosProbe,
+    header,
+    image_msg,
+    malformed_messages,
+    run_to_exit,
+    stamp_ns,
+    wait_until,
+)
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from sim2real_goggles.models.checkpoint import save_checkpoint
+from sim2real_goggles.models.networks import PolicyNet
+from sim2real_goggles.ros.policy_node import action_to_twist, clamp_twist
+
+
+@pytest.fixture(scope="module")
+def policy_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("policy") / "policy.pt"
+    return str(save_checkpoint(path, PolicyNet(width=8), "policy_cnn", {"width": 8}, {"image_size": 64}))
+
+
+def test_twist_mapping_and_clamp():
+    assert action_to_twist(0, 0.4, 1.0) == (0.4, 0.0)
+    assert action_to_twist(1, 0.4, 1.0) == (0.0, 1.0)
+    assert action_to_twist(2, 0.4, 1.0) == (0.0, -1.0)
+    assert clamp_twist(0.4, -3.0, 0.25, 1.5) == (0.25, -1.5)
+    assert clamp_twist(float("nan"), 0.3, 1.0, 1.0) == (0.0, 0.0)
+    assert clamp_twist(0.1, float("inf"), 1.0, 1.0) == (0.0, 0.0)
+
+
+def _call(ros: RosProbe, srv_type, name: str, request, timeout: float = 10.0):
+    client = ros.node.create_client(srv_type, name)
+    assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+    future = client.call_async(request)
+    wait_until(future.done, timeout, f"the reply of {name}")
+    return future.result()
+
+
+def _frame(i: int) -> Image:
+    rgb = np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    return image_msg(rgb, "rgb8", hdr=header(f"cam{i}"))
+
+
+def test_policy_node_commands_are_clamped_stamped_and_stop_on_watchdog(policy_ckpt):
+    params = {"policy": policy_ckpt, "max_linear": 0.25, "max_angular": 0.5, "timeout": 0.3, "device": "cpu"}
+    with (
+        RosProbe() as ros,
+        NodeProcess("policy_node", params, ros=ros, subscribes=["image"], publishes=["cmd_vel"]) as node,
+    ):
+        pub = ros.publisher(Image, "image", SENSOR_QOS)
+        cmds = ros.subscribe(Twist, "cmd_vel")
+        stamped = ros.subscribe(TwistStamped, "cmd_vel_stamped")
+        ros.wait_matched(pub)
+        ros.wait_matched(cmds)
+        sent = {}
+        for i in range(30):
+            msg = _frame(i)
+            sent[stamp_ns(msg.header)] = msg.header.frame_id
+            pub.publish(msg)
+            time.sleep(0.05)
+        last_sent = time.monotonic()
+        stop = cmds.wait_for(lambda m: m.linear.x == 0.0 and m.angular.z == 0.0, 2.0)
+        stop_at = cmds.times[cmds.messages.index(stop)]
+        assert cmds.messages.index(stop) >= 10, "the stop must follow the commands of the stream"
+        assert stop_at - last_sent <= 0.3 + 0.1, f"stop {stop_at - last_sent:.3f} s after the last image"
+        answers = [m for m in stamped.messages if stamp_ns(m.header) in sent]
+        assert len(answers) >= 10
+        for m in answers:  # the image's header travels with the command it caused
+            assert m.header.frame_id == sent[stamp_ns(m.header)]
+            v, w = m.twist.linear.x, m.twist.angular.z
+            assert (v, w) in {(0.25, 0.0), (0.0, 0.5), (0.0, -0.5)}, (v, w)
+        node.check_alive()
+
+
+def test_policy_node_enable_service_and_bad_messages(policy_ckpt):
+    params = {"policy": policy_ckpt, "timeout": 5.0, "device": "cpu"}
+    with (
+        RosProbe() as ros,
+        NodeProcess("policy_node", params, ros=ros, subscribes=["image"], publishes=["cmd_vel"]) as node,
+    ):
+        pub = ros.publisher(Image, "image", SENSOR_QOS)
+        stamped = ros.subscribe(TwistStamped, "cmd_vel_stamped")
+        ros.wait_matched(pub)
+        ros.wait_matched(stamped)
+        assert _call(ros, SetBool, "enable", SetBool.Request(data=False)).success
+        stamped.wait_for(lambda m: m.twist.linear.x == 0.0 and m.twist.angular.z == 0.0)
+        for i in range(5):
+            pub.publish(_frame(100 + i))
+            time.sleep(0.05)
+        stamped.expect_none(lambda m: m.header.frame_id.startswith("cam10"), duration=0.5)
+        assert _call(ros, SetBool, "enable", SetBool.Request(data=True)).success
+        # malformed images are dropped, the node keeps serving
+        for msg in malformed_messages(200, seed=1):
+            pub.publish(msg)
+        msg = _frame(7)
+        wait_until(lambda: pub.publish(msg) or any(m.header.frame_id == "cam7" for m in stamped.messages), 5.0, "cmd")
+        node.check_alive()
+        assert "dropped" in node.output()
+
+
+def test_policy_node_bad_checkpoint_fails_at_start(tmp_path):
+    missing = tmp_path / "nope.pt"
+    done = run_to_exit("policy_node", {"policy": str(missing)})
+    assert done.returncode != 0
+    assert "nope.pt" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_sim_robot_publishes_camera_odom_and_moves(tmp_path):
+    params = {
+        "profile": "real_lab",
+        "seed": 3,
+        "real_time_factor": 2.0,
+        "publish_sim_image": True,
+        "publish_segmentation": True,
+    }
+    with (
+        RosProbe() as ros,
+        NodeProcess(
+            "sim_robot_node", params, ros=ros, publishes=["camera/image_raw", "odom"], subscribes=["cmd_vel"]
+        ) as node,
+    ):
+        images = ros.subscribe(Image, "camera/image_raw", SENSOR_QOS)
+        infos = ros.subscribe(CameraInfo, "camera/camera_info", SENSOR_QOS)
+        sims = ros.subscribe(Image, "camera/image_sim", SENSOR_QOS)
+        segs = ros.subscribe(Image, "camera/segmentation_gt", SENSOR_QOS)
+        odom = ros.subscribe(Odometry, "odom")
+        events = ros.subscribe(String, "episode_event")
+        cmd = ros.publisher(Twist, "cmd_vel")
+        ros.wait_matched(cmd)
+        img = images.wait_for(timeout=10.0)
+        assert (img.height, img.width, img.encoding, img.header.frame_id) == (64, 64, "rgb8", "camera")
+        info = infos.wait_for(lambda m: stamp_ns(m.header) == stamp_ns(img.header))
+        assert (info.width, info.height) == (64, 64) and info.k[0] > 0
+        sim = sims.wait_for(lambda m: stamp_ns(m.header) == stamp_ns(img.header))
+        seg = segs.wait_for(lambda m: stamp_ns(m.header) == stamp_ns(img.header))
+        assert sim.encoding == "rgb8" and seg.encoding == "mono8"
+        assert set(np.frombuffer(bytes(seg.data), np.uint8)) <= {0, 1, 2, 3, 255}
+
+        def pose() -> tuple[float, float, float]:
+            m = odom.wait_for(timeout=5.0) and odom.messages[-1]
+            q = m.pose.pose.orientation
+            return m.pose.pose.position.x, m.pose.pose.position.y, 2 * math.atan2(q.z, q.w)
+
+        time.sleep(0.3)
+        start = pose()
+        time.sleep(0.5)  # no command: the robot stands still
+        assert np.allclose(pose(), start, atol=1e-6)
+        twist = Twist()
+        twist.angular.z = 1.0  # turning in place never collides
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.0:
+            cmd.publish(twist)
+            time.sleep(0.05)
+        turned = math.atan2(math.sin(pose()[2] - start[2]), math.cos(pose()[2] - start[2]))
+        # 1 wall second at real-time factor 2 = 2 sim seconds at 1 rad/s (+- timing slack)
+        assert 1.6 <= abs(turned) <= math.pi, turned
+        assert turned > 0
+        assert _call(ros, Trigger, "reset", Trigger.Request()).success
+        ev = [json.loads(events.wait_for(lambda m, k=k: json.loads(m.data)["event"] == k).data) for k in ("reset",)]
+        assert ev[0]["seed"] == 3
+        events.wait_for(lambda m: json.loads(m.data)["event"] == "start" and json.loads(m.data)["seed"] == 4)
+        node.check_alive()
+
+
+def test_sim_robot_exits_after_its_episodes_with_a_summary():
+    params = {"profile": "sim", "episodes": 1, "max_episode_time": 2.0, "real_time_factor": 4.0}
+    with RosProbe() as ros, NodeProcess("sim_robot_node", params, ros=ros, publishes=["odom"]) as node:
+        wait_until(lambda: not node.alive, 20.0, "the robot to finish its episode")
+        assert node.stop() == 0
+        out = node.output()
+        assert "timeout" in out and "SUMMARY" in out
+        summary = json.loads(out.split("SUMMARY ", 1)[1].splitlines()[0])
+        assert summary["episodes"] == 1 and summary["successes"] == 0
+
+
+@pytest.mark.slow
+def test_bench_pipeline_reports_rate_delivery_and_latency(policy_ckpt, capsys):
+    from sim2real_goggles.cli import main
+
+    code = main(
+        [
+            "bench",
+            "pipeline",
+            "--json",
+            "--seconds",
+            "2",
+            "--translator",
+            "pretrained:cyclegan",
+            "--policy",
+            policy_ckpt,
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("rate_hz", "frames_sent", "frames_acted", "delivered_ratio", "p50_ms", "p95_ms"):
+        assert key in result, key
+    assert result["rate_hz"] == 30.0
+    assert 50 <= result["frames_sent"] <= 70  # 2 s at 30 Hz
+    assert result["frames_acted"] <= result["frames_sent"]
+    assert result["delivered_ratio"] > 0.5  # commands came back through both nodes
+    assert 0 < result["p50_ms"] <= result["p95_ms"]
+    assert result["reference_no_translator"]["frames_acted"] > 0
