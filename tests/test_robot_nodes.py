@@ -183,13 +183,13 @@ def test_sim_robot_publishes_camera_odom_and_moves(tmp_path):
 
 def test_sim_robot_exits_after_its_episodes_with_a_summary():
     params = {"profile": "sim", "episodes": 1, "max_episode_time": 2.0, "real_time_factor": 4.0}
-    with RosProbe() as ros, NodeProcess("sim_robot_node", params, ros=ros, publishes=["odom"]) as node:
-        wait_until(lambda: not node.alive, 20.0, "the robot to finish its episode")
-        assert node.stop() == 0
-        out = node.output()
-        assert "timeout" in out and "SUMMARY" in out
-        summary = json.loads(out.split("SUMMARY ", 1)[1].splitlines()[0])
-        assert summary["episodes"] == 1 and summary["successes"] == 0
+    done = run_to_exit("sim_robot_node", params, timeout=60.0)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout + done.stderr
+    assert "timeout" in out and "SUMMARY" in out
+    summary = json.loads(out.split("SUMMARY ", 1)[1].splitlines()[0])
+    assert summary["episodes"] == 1 and summary["successes"] == 0
+    assert summary["results"][0]["outcome"] == "timeout"
 
 
 @pytest.mark.slow

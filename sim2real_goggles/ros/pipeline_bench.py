@@ -155,6 +155,15 @@ def _window_stats(camera: _Camera, stamps: list[int]) -> dict[str, Any]:
     }
 
 
+def _spin_until_shutdown(executor: Any) -> None:
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        executor.spin()
+    except ExternalShutdownException:  # the benchmark is over: rclpy was shut down
+        pass
+
+
 def bench_pipeline(
     translator: str = "pretrained:vr_goggles",
     policy: str = "pretrained:policy",
@@ -177,7 +186,7 @@ def bench_pipeline(
     node = rclpy.create_node("goggles_bench_camera")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner = threading.Thread(target=_spin_until_shutdown, args=(executor,), daemon=True)
     spinner.start()
     common = {"device": device, "timeout": 5.0}
     procs = [
