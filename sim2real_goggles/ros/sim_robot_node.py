@@ -164,7 +164,7 @@ class SimRobotNode(Node):
             "sim_time": round(self._sim_time, 2),
             "collisions": self._collisions,
             "commands": self._commands,
-            "distance": round(float(self.env.observe()[1]["distance"]), 3),
+            "distance": round(self._target_distance(), 3),
         }
         self.results.append(result)
         self._event(outcome, **{k: result[k] for k in ("sim_time", "collisions", "distance")})
@@ -178,6 +178,11 @@ class SimRobotNode(Node):
             self._finish()
         else:
             self._start_episode()
+
+    def _target_distance(self) -> float:
+        x, y, _ = self.env.pose
+        target = self.env.layout.target
+        return math.hypot(target.x - x, target.y - y)
 
     def summary(self) -> dict[str, Any]:
         n = len(self.results)
