@@ -219,7 +219,7 @@ class AdversarialTrainer:
         target = cfg.iterations if stop_after is None else min(cfg.iterations, self.iteration + stop_after)
         t0 = time.perf_counter()
         bar = tqdm(total=target, initial=self.iteration, desc=f"train {self.method}", disable=not (progress and main))
-        previous_term = _interrupt_on_sigterm()
+        previous_term = interrupt_on_sigterm()
         try:
             while self.iteration < target:
                 t_step = time.perf_counter()
@@ -262,7 +262,7 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _interrupt_on_sigterm():
+def interrupt_on_sigterm():
     """Make SIGTERM (``kill``, job schedulers, a closing terminal's shell) act like Ctrl-C, so a
     killed run saves its checkpoint; returns the handler to restore (None off the main thread)."""
     if threading.current_thread() is not threading.main_thread():

@@ -16,6 +16,7 @@ refined training).
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from sim2real_goggles.envs.nav_to_target import NavToTargetEnv
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
 from sim2real_goggles.models.networks import PolicyNet, count_parameters, to_tensor
 from sim2real_goggles.policy import ImagePolicy
-from sim2real_goggles.training.base import _interrupt_on_sigterm, summary_writer
+from sim2real_goggles.training.base import interrupt_on_sigterm, summary_writer
 
 ARCH = "policy_cnn"
 
@@ -294,7 +295,7 @@ class PolicyTrainer:
         writer = summary_writer(str(self.out) + ".runs")
         total = cfg.rounds + 1
         bar = tqdm(total=total, initial=self.round, desc="train policy (DAgger rounds)", disable=not progress)
-        previous_term = _interrupt_on_sigterm()
+        previous_term = interrupt_on_sigterm()
         t_start = time.perf_counter()
         try:
             while self.round < total:
@@ -320,8 +321,6 @@ class PolicyTrainer:
                 bar.set_postfix(loss=f"{log['loss']:.3f}", success=f"{log['eval_success']:.2f}")
         finally:
             if previous_term is not None:
-                import signal
-
                 signal.signal(signal.SIGTERM, previous_term)
             if writer is not None:
                 writer.close()
