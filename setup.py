@@ -61,7 +61,7 @@ setup(
             "rosbags",
         ],
         "export": ["onnx", "onnxruntime"],
-        "dev": ["pytest>=8", "pytest-timeout", "ruff", "onnx", "onnxruntime"],
+        "dev": ["pytest>=8", "pytest-timeout", "ruff", "onnx", "onnxruntime", "mcap", "mcap-ros2-support"],
     },
     zip_safe=False,
     entry_points={

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from textwrap import dedent
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
             Examples:
               goggles collect --profile real_lab --episodes 20 --out data/real_lab
               goggles collect --paired sim,real_lab --episodes 20 --out data/pairs --preview
+              goggles collect --profile real_lab --episodes 30 --every 2 --max-frames 300 --bag bags/real_lab_eval
 
             Layout: OUT/<profile>/images/NNNNNN.png, OUT/<profile>/masks/NNNNNN.png (class ids:
             0 floor, 1 wall, 2 obstacle, 3 target, 255 ignore), OUT/manifest.json (profiles,
@@ -56,7 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help="look to record (name or YAML path; default sim)")
     p.add_argument("--paired", type=_csv, default=[], help="comma-separated looks rendered at the same poses")
     p.add_argument("--episodes", type=int, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None, help="image folder to write (or use --bag)")
+    p.add_argument(
+        "--bag",
+        type=Path,
+        default=None,
+        help="write an evaluation bag instead: /camera/image_raw (--profile), /camera/image_sim, "
+        "/camera/segmentation_gt, /camera/camera_info, /odom",
+    )
+    p.add_argument("--format", choices=["mcap", "sqlite3"], default="mcap", help="bag storage (default mcap)")
+    p.add_argument("--max-frames", type=int, default=None, help="with --bag: stop after N frames")
     p.add_argument("--seed", type=int, default=0, help="episode e uses env seed SEED+e")
     p.add_argument("--size", type=int, default=64)
     p.add_argument(
@@ -401,6 +412,96 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "record",
+        help="record ROS 2 topics into a rosbag2 bag (MCAP or sqlite3), like ros2 bag record",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles record runs/lab_bag --topics /camera/image_raw /camera/camera_info --duration 30
+              goggles record runs/lab_bag --topics /camera/image_raw --format sqlite3
+
+            Each topic's type is taken from the ROS graph (waits up to --wait seconds for a
+            publisher). Ctrl-C (or --duration) closes the bag cleanly: metadata.yaml is written and
+            every message received is kept."""
+        ),
+    )
+    p.add_argument("out", type=Path, help="bag folder to create (must not exist)")
+    p.add_argument("--topics", nargs="+", required=True, metavar="TOPIC", help="topics to record")
+    p.add_argument("--format", choices=["mcap", "sqlite3"], default="mcap", help="storage (default mcap)")
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for each topic to appear (default 10)")
+    p.add_argument(
+        "--qos",
+        choices=["auto", "reliable", "best_effort"],
+        default="auto",
+        help="subscription reliability; auto matches the publishers (default)",
+    )
+
+    p = sub.add_parser(
+        "replay",
+        help="publish a bag's messages with their original timing, like ros2 bag play",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles replay runs/lab_bag
+              goggles replay runs/lab_bag --rate 2 --loop --topics /camera/image_raw --remap /camera/image_raw:=/image"""
+        ),
+    )
+    p.add_argument("bag", type=Path, help="bag folder (metadata.yaml) or a .mcap/.db3 file")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
+    p.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
+    p.add_argument("--topics", nargs="+", default=None, metavar="TOPIC", help="only these topics (default all)")
+    p.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="publish topic FROM as TO")
+    p.add_argument("--delay", type=float, default=0.5, help="seconds to wait for subscribers before the first message")
+    p.add_argument(
+        "--qos",
+        choices=["reliable", "best_effort"],
+        default="reliable",
+        help="publisher reliability (default reliable, which both kinds of subscriber accept)",
+    )
+
+    p = sub.add_parser(
+        "eval-bag",
+        help="translate a bag's camera topic and report quality, consistency and speed",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles eval-bag bags/real_lab_eval --topic /camera/image_raw \\
+                  --translator pretrained:cyclegan --translator pretrained:vr_goggles \\
+                  --reference-topic /camera/image_sim --labels-topic /camera/segmentation_gt --out runs/bag_report
+              goggles eval-bag my_robot.mcap --topic /camera/image_raw --translator pretrained:vr_goggles --write-bag runs/translated
+
+            No goggles (the untranslated input) is always evaluated as the first column. With a
+            reference topic (the paired sim render) and a labels topic (class ids) the bag allows
+            sem_miou, PSNR/SSIM, fd_seg and flicker against the reference; without them (a real
+            robot's bag) segmenter confidence, flicker relative to the input, shift_err and fd_seg
+            against rendered sim frames. Writes OUT/report.json, report.md and report.html."""
+        ),
+    )
+    p.add_argument("bag", type=Path, help="bag folder (metadata.yaml) or a .mcap/.db3 file")
+    p.add_argument("--topic", required=True, help="camera topic to translate (sensor_msgs/Image or CompressedImage)")
+    p.add_argument(
+        "--translator",
+        action="append",
+        default=[],
+        metavar="CHECKPOINT",
+        help="translator (path or pretrained:NAME); repeat to compare several",
+    )
+    p.add_argument("--reference-topic", default=None, help="paired sim-look images, pixel-aligned with --topic")
+    p.add_argument("--labels-topic", default=None, help="ground-truth class ids (mono8) of --topic")
+    p.add_argument("--out", type=Path, default=Path("bag_report"), help="report folder (default bag_report)")
+    p.add_argument("--write-bag", type=Path, default=None, help="also write the translated stream(s) to this new bag")
+    p.add_argument("--segmenter", default="pretrained:segmenter", help="the frozen sim segmenter (judge)")
+    p.add_argument("--size", type=int, default=None, help="evaluation size (default: the translators' training size)")
+    p.add_argument("--batch", type=int, default=32, help="frames per translation batch (default 32)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--max-frames", type=int, default=None, help="evaluate at most N frames (default all)")
+    p.add_argument("--json", action="store_true", help="print report.json to stdout")
+
+    p = sub.add_parser(
         "profiles",
         help="list, show or check appearance profiles",
         formatter_class=fmt,
@@ -413,6 +514,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Warnings of the library (a skipped bag message, a salvaged recording) reach the terminal
+    # as "goggles: WARNING: ..." lines; does nothing when the caller has configured logging.
+    logging.basicConfig(level=logging.WARNING, format="goggles: %(levelname)s: %(message)s")
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -438,6 +542,10 @@ def _collect(args: argparse.Namespace) -> int:
     from sim2real_goggles.appearance.profile import load_profile
     from sim2real_goggles.data.collect import collect_dataset
 
+    if (args.out is None) == (args.bag is None):
+        raise ValueError("give one of --out (image folder) or --bag (evaluation bag)")
+    if args.bag is not None:
+        return _collect_bag(args)
     looks = ([args.profile] if args.profile else []) + args.paired
     looks = list(dict.fromkeys(looks)) or ["sim"]
     for look in looks:  # fail on a bad profile before any rendering
@@ -454,6 +562,27 @@ def _collect(args: argparse.Namespace) -> int:
         preview=args.preview,
     )
     print(json.dumps({"out": str(args.out), "profiles": manifest["profiles"], "frames": len(manifest["frames"])}))
+    return 0
+
+
+def _collect_bag(args: argparse.Namespace) -> int:
+    from sim2real_goggles.data.bag_collect import collect_bag
+
+    if args.paired:
+        raise ValueError("--bag records one look (--profile) with its pixel-aligned sim reference; drop --paired")
+    summary = collect_bag(
+        args.bag,
+        profile=args.profile or "real_lab",
+        episodes=args.episodes,
+        seed=args.seed,
+        image_size=args.size,
+        driver=args.driver,
+        every=args.every,
+        max_steps=args.max_steps,
+        max_frames=args.max_frames,
+        storage=args.format,
+    )
+    print(json.dumps(summary))
     return 0
 
 
@@ -793,6 +922,24 @@ def _launch(args: argparse.Namespace) -> int:
     return launch_runner.run_plan(plan, sigterm_timeout=args.sigterm_timeout, sigkill_timeout=args.sigterm_timeout)
 
 
+def _record(args: argparse.Namespace) -> int:
+    from sim2real_goggles.ros.bag_record import record_main
+
+    return record_main(args)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from sim2real_goggles.ros.bag_replay import replay_main
+
+    return replay_main(args)
+
+
+def _eval_bag(args: argparse.Namespace) -> int:
+    from sim2real_goggles.evaluation.bag_eval import eval_bag_main
+
+    return eval_bag_main(args)
+
+
 _COMMANDS = {
     "demo": _demo,
     "collect": _collect,
@@ -808,6 +955,9 @@ _COMMANDS = {
     "pretrained": _pretrained,
     "profiles": _profiles,
     "launch": _launch,
+    "record": _record,
+    "replay": _replay,
+    "eval-bag": _eval_bag,
 }
 
 

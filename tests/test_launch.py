@@ -231,11 +231,19 @@ def test_navigation_arguments_reach_the_nodes_typed():
             "policy:=pretrained:policy",
             "device:=cpu",
             "cmd_vel_topic:=/robot/cmd_vel",
+            "ground_truth:=true",
         ],
     )
     nodes = by_label(plan)
     sim = nodes["sim_robot"].parameters
-    assert sim[1:] == ["profile:=real_office", "seed:=7", "episodes:=3", "real_time_factor:=2.5"]
+    assert sim[1:] == [
+        "profile:=real_office",
+        "seed:=7",
+        "episodes:=3",
+        "real_time_factor:=2.5",
+        "publish_sim_image:=true",
+        "publish_segmentation:=true",
+    ]
     assert nodes["translator"].parameters[1:] == ["checkpoint:=runs/vr.pt", "device:=cpu"]
     assert nodes["policy"].parameters[1:] == ["policy:=pretrained:policy", "device:=cpu"]
     assert ("cmd_vel", "/robot/cmd_vel") in nodes["sim_robot"].remappings
@@ -256,7 +264,7 @@ def test_unknown_argument_names_the_file_and_the_valid_ones():
         load_launch("navigation", ["goggle:=false"])
     message = str(exc.value)
     assert "navigation.launch.yaml" in message and "goggle" in message
-    assert "valid: camera_topic, cmd_vel_topic, device, episodes, goggles, policy" in message
+    assert "valid: camera_topic, cmd_vel_topic, device, episodes, goggles, ground_truth, policy" in message
     # translated_topic is an argument of translator.launch.yaml, but navigation sets it itself.
     with pytest.raises(LaunchError, match="unknown launch argument translated_topic"):
         load_launch("navigation", ["translated_topic:=/x"])

@@ -210,6 +210,12 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
 _CACHE: dict[tuple[str, int, int], Profile] = {}
 
 
+def sim_through_camera(sim: Profile, real: Profile) -> Profile:
+    """The sim look seen through the real look's lens: pixel-aligned with frames of ``real``, the
+    reference a real -> sim translation is compared against."""
+    return dataclasses.replace(sim, name=f"{sim.name}@{real.name}_camera", camera=real.camera)
+
+
 def load_profile(profile: str | Path | Profile) -> Profile:
     """Load and validate a profile by name, path, or pass a :class:`Profile` through."""
     if isinstance(profile, Profile):

@@ -44,7 +44,9 @@ def is_bag(spec: str | Path) -> bool:
     return path.is_file() and path.suffix in BAG_SUFFIXES
 
 
-def _open_reader(path: Path):
+def open_reader(path: Path):
+    """An opened rosbags ``AnyReader`` of a bag folder or storage file; :class:`BagError` naming
+    the path when it is not a readable recording."""
     try:
         from rosbags.highlevel import AnyReader
     except ImportError as exc:  # pragma: no cover - rosbags is in the "ros" extra
@@ -59,7 +61,7 @@ def _open_reader(path: Path):
 
 def image_topics(path: Path) -> dict[str, str]:
     """Image topics of a bag and their message types."""
-    reader = _open_reader(path)
+    reader = open_reader(path)
     try:
         return {c.topic: c.msgtype for c in reader.connections if c.msgtype in IMAGE_TYPES}
     finally:
@@ -73,7 +75,7 @@ def iter_bag_images(spec: str | Path, stats: dict[str, int] | None = None):
     stats = stats if stats is not None else {}
     stats.setdefault("read", 0)
     stats.setdefault("skipped", 0)
-    reader = _open_reader(path)
+    reader = open_reader(path)
     try:
         topics = {c.topic: c for c in reader.connections if c.msgtype in IMAGE_TYPES}
         if topic is None:
@@ -121,7 +123,7 @@ class BagDomain:
             keep = np.linspace(0, len(images) - 1, n).round().astype(int)
             images = [images[i] for i in keep]
         if image_size is not None:
-            images = [_square(im, image_size) for im in images]
+            images = [square_image(im, image_size) for im in images]
         self.images = images
 
     def __len__(self) -> int:
@@ -131,15 +133,25 @@ class BagDomain:
         return {"image": self.images[index], "mask": None, "source": f"{self.name}#{index}"}
 
 
-def _square(image: np.ndarray, size: int) -> np.ndarray:
-    """Centre crop to a square, then resize (area filter) to ``size``."""
+def square_image(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """Centre crop to a square, then resize to ``size`` (area filter; pass
+    ``cv2.INTER_NEAREST`` for class-id masks, so ids stay ids)."""
     h, w = image.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     crop = image[top : top + side, left : left + side]
     if side == size:
         return np.ascontiguousarray(crop)
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.resize(crop, (size, size), interpolation=interpolation)
 
 
-__all__ = ["BagDomain", "BagError", "image_topics", "is_bag", "iter_bag_images", "split_bag_spec"]
+__all__ = [
+    "BagDomain",
+    "BagError",
+    "image_topics",
+    "is_bag",
+    "iter_bag_images",
+    "open_reader",
+    "split_bag_spec",
+    "square_image",
+]

@@ -15,7 +15,6 @@ R, in ``sim``, and in ``sim`` seen through R's camera model (same lens, so pixel
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from sim2real_goggles.appearance.profile import Profile, load_profile
+from sim2real_goggles.appearance.profile import load_profile, sim_through_camera
 from sim2real_goggles.data.collect import colorize_mask, iter_frames
 from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou, rounded
 from sim2real_goggles.models.checkpoint import load_checkpoint
@@ -34,11 +33,6 @@ from sim2real_goggles.translation import Translator
 
 EVAL_SEED = 200_000
 """Evaluation rooms start here, far from any training seed."""
-
-
-def sim_through_camera(sim: Profile, real: Profile) -> Profile:
-    """The sim look seen through the real look's lens: the pixel-aligned reference for G(x_real)."""
-    return dataclasses.replace(sim, name=f"{sim.name}@{real.name}_camera", camera=real.camera)
 
 
 def paired_frames(real: str, sim: str, n: int, seed: int, size: int) -> dict[str, np.ndarray]:
@@ -59,7 +53,7 @@ def paired_frames(real: str, sim: str, n: int, seed: int, size: int) -> dict[str
 
 
 @torch.no_grad()
-def _features(segmenter: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+def segmenter_features(segmenter: torch.nn.Module, images: np.ndarray) -> np.ndarray:
     """Pooled bottleneck features (N, C) of the segmenter, for fd_seg."""
     segmenter.eval()
     feats = [
@@ -98,7 +92,7 @@ def _scores(
     segmenter: torch.nn.Module, images: np.ndarray, masks: np.ndarray
 ) -> tuple[float, dict[str, float | None], np.ndarray]:
     per_class = iou_from_confusion(confusion_matrix(predict(segmenter, images), masks))
-    return miou(per_class), per_class, _features(segmenter, images)
+    return miou(per_class), per_class, segmenter_features(segmenter, images)
 
 
 def _setup(
@@ -211,7 +205,7 @@ def evaluate_refiner(
 
     psnr, ssim = pixel_scores(refined)
     psnr_id, ssim_id = pixel_scores(source)
-    f_real = _features(segmenter, target)
+    f_real = segmenter_features(segmenter, target)
     report = {
         "translator": str(refiner_path),
         "method": refiner.metadata.get("method"),
@@ -224,8 +218,8 @@ def evaluate_refiner(
         "ssim": round(ssim, 4),
         "psnr_identity": round(psnr_id, 3),
         "ssim_identity": round(ssim_id, 4),
-        "fd_seg": round(frechet_distance(_features(segmenter, refined), f_real), 4),
-        "fd_seg_identity": round(frechet_distance(_features(segmenter, source), f_real), 4),
+        "fd_seg": round(frechet_distance(segmenter_features(segmenter, refined), f_real), 4),
+        "fd_seg_identity": round(frechet_distance(segmenter_features(segmenter, source), f_real), 4),
         "shift_err": round(shift_error(refiner, source[:64], seed), 4),
     }
     if grid_path is not None:

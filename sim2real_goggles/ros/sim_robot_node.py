@@ -10,7 +10,7 @@ does.
 Publishes ``camera/image_raw`` (rgb8, in the chosen ``profile``) with ``camera/camera_info`` at
 ``camera_rate`` (sim Hz; the policy was trained deciding every 0.25 s, hence 4 Hz), ``odom``
 (nav_msgs/Odometry) at ``odom_rate``, optionally ``camera/image_sim`` (the same view in the sim
-look) and ``camera/segmentation_gt`` (mono8 class ids), and ``episode_event`` (std_msgs/String,
+look through this camera's lens, pixel-aligned) and ``camera/segmentation_gt`` (mono8 class ids), and ``episode_event`` (std_msgs/String,
 one JSON object per event: ``start``, ``collision``, ``success``, ``timeout``, ``reset``).
 An episode ends on success (within reach of the chair and facing it) or after
 ``max_episode_time`` sim seconds; the next starts in the room of seed ``seed + episode``.
@@ -41,6 +41,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from sim2real_goggles.appearance.profile import load_profile, sim_through_camera
 from sim2real_goggles.ros.common import DiagnosticsPublisher, declare, image_qos, request_shutdown, run_node
 from sim2real_goggles.ros.image_conversion import mono_to_imgmsg, rgb_to_imgmsg
 
@@ -82,11 +83,16 @@ class SimRobotNode(Node):
         )
         self.frame_id = declare(self, "frame_id", "camera", "frame_id of camera messages")
 
+        look = load_profile(self.profile)
+        # The sim look through this camera's lens: pixel-aligned with camera/image_raw, so a
+        # recording of both is an evaluation bag (goggles eval-bag --reference-topic).
+        sim_ref = sim_through_camera(load_profile("sim"), look)
+        self.sim_name = sim_ref.name
         self.env = gym.make(
             "Goggles/NavToTarget-v0",
             image_size=size,
-            profile=self.profile,
-            paired_profiles=["sim"] if publish_sim else [],
+            profile=look,
+            paired_profiles=[sim_ref] if publish_sim else [],
             info_mask=publish_seg,
         ).unwrapped
         self.fov = self.env.renderer.profile.camera.fov_deg
@@ -251,7 +257,7 @@ class SimRobotNode(Node):
         self.image_pub.publish(rgb_to_imgmsg(obs, header))
         self.info_pub.publish(camera_info(obs.shape[1], obs.shape[0], self.fov, header))
         if self.sim_pub is not None:
-            self.sim_pub.publish(rgb_to_imgmsg(info["paired"]["sim"], header))
+            self.sim_pub.publish(rgb_to_imgmsg(info["paired"][self.sim_name], header))
         if self.seg_pub is not None:
             self.seg_pub.publish(mono_to_imgmsg(info["mask"], header))
         self._awaiting_cmd = time.monotonic()
