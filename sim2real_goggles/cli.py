@@ -158,8 +158,10 @@ def _parser() -> argparse.ArgumentParser:
               goggles transfer-table --looks real_lab,real_office --episodes 200 --out transfer
               goggles transfer-table --looks my_camera.yaml --translator vr_goggles:my_camera=runs/vr.pt
 
-            Rows: sim_on_sim (upper bound), no_goggles, cyclegan, vr_goggles, and the policies
-            given with --policy-dr / --policy-simgan; columns: the looks. Translators are the
+            Rows: sim_on_sim (upper bound), no_goggles, cyclegan, vr_goggles, domain_randomization
+            and simgan (the shipped baseline policies, or --policy-dr / --policy-simgan); columns:
+            the looks. --reuse OLD/transfer.json takes cells already measured with the same
+            policy, translator, episodes and seed from an earlier run. Translators are the
             shipped ones trained on each look (by method and real domain in the manifest) unless
             given with --translator METHOD:LOOK=CKPT. Writes OUT/transfer.json, transfer.md and
             transfer.png. Cells run in --workers parallel processes, one core each."""
@@ -167,8 +169,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--looks", type=_csv, default=["real_lab", "real_office"], help="comma-separated profiles")
     p.add_argument("--policy", default="pretrained:policy")
-    p.add_argument("--policy-dr", default=None, help="domain-randomisation policy (row domain_randomization)")
-    p.add_argument("--policy-simgan", default=None, help="policy trained on SimGAN-refined frames (row simgan)")
+    p.add_argument(
+        "--policy-dr",
+        action="append",
+        default=[],
+        metavar="[LOOK=]CKPT",
+        help="domain-randomisation policy (row domain_randomization; default: the shipped one)",
+    )
+    p.add_argument(
+        "--policy-simgan",
+        action="append",
+        default=[],
+        metavar="[LOOK=]CKPT",
+        help="policy trained on SimGAN-refined frames (row simgan; default: the shipped one whose refiner "
+        "was trained on the look)",
+    )
+    p.add_argument("--reuse", type=Path, default=None, help="take matching cells from an earlier transfer.json")
     p.add_argument(
         "--translator", action="append", default=[], metavar="METHOD:LOOK=CKPT", help="translator for one cell"
     )
@@ -850,6 +866,12 @@ def _transfer_table(args: argparse.Namespace) -> int:
         if not (sep and colon and ckpt):
             raise SystemExit(f"--translator expects METHOD:LOOK=CKPT, got {item!r}")
         translators[(method, look)] = ckpt
+    reuse = None
+    if args.reuse is not None:
+        try:
+            reuse = json.loads(args.reuse.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{args.reuse}: not a readable transfer.json: {exc}") from exc
     table = transfer_table(
         args.looks,
         policy=args.policy,
@@ -857,12 +879,28 @@ def _transfer_table(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         translators=translators,
-        policy_dr=args.policy_dr,
-        policy_simgan=args.policy_simgan,
+        policy_dr=_policy_option(args.policy_dr, "--policy-dr"),
+        policy_simgan=_policy_option(args.policy_simgan, "--policy-simgan"),
+        reuse=reuse,
     )
     table["outputs"] = write_outputs(table, args.out)
     print(json.dumps(table) if args.json else to_markdown(table))
     return 0
+
+
+def _policy_option(items: list[str], flag: str) -> str | dict[str, str] | None:
+    """``CKPT`` (every look) or ``LOOK=CKPT`` (repeatable) -> str or {look: ckpt}."""
+    if not items:
+        return None
+    if len(items) == 1 and "=" not in items[0]:
+        return items[0]
+    per_look = {}
+    for item in items:
+        look, sep, ckpt = item.partition("=")
+        if not (sep and look and ckpt):
+            raise ValueError(f"{flag} expects CKPT once, or LOOK=CKPT per look; got {item!r}")
+        per_look[look] = ckpt
+    return per_look
 
 
 def _overrides(items: list[str]) -> dict:

@@ -103,9 +103,12 @@ def test_eval_policy_is_deterministic_for_a_seed(tmp_path):
         make_policy("expert", translator="pretrained:cyclegan")
 
 
-def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, capsys):
+def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, capsys, monkeypatch):
     from sim2real_goggles.cli import main
+    from sim2real_goggles.evaluation import transfer
 
+    # As if no baseline policy were shipped: their rows are reported missing, never guessed.
+    monkeypatch.setattr(transfer, "shipped_policy", lambda method, look: None)
     policy = _policy_checkpoint(tmp_path / "p.pt")
     out = tmp_path / "transfer"
     args = ["transfer-table", "--looks", "real_lab", "--episodes", "2", "--policy", str(policy), "--out", str(out)]
@@ -125,3 +128,16 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
     assert "| vr_goggles |" in md and "real_lab" in md
     assert json.loads((out / "transfer.json").read_text())["episodes"] == 2
     assert (out / "transfer.png").stat().st_size > 1000
+
+    # A second run reuses the measured cells and runs only the new one (a SimGAN policy for
+    # real_lab, given per look).
+    again = [*args[:-1], str(tmp_path / "again"), "--json", "--reuse", str(out / "transfer.json")]
+    assert main([*again, "--policy-simgan", f"real_lab={policy}"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    by = {c["method"]: c for c in second["cells"]}
+    assert set(by) == {"sim_on_sim", "no_goggles", "cyclegan", "vr_goggles", "simgan"}
+    assert all(by[m].get("reused") for m in ("sim_on_sim", "no_goggles", "cyclegan", "vr_goggles"))
+    assert not by["simgan"].get("reused") and by["simgan"]["policy"] == str(policy)
+    first = {c["method"]: c for c in table["cells"]}
+    assert by["vr_goggles"]["success_rate"] == first["vr_goggles"]["success_rate"]
+    assert {m["method"] for m in second["missing"]} == {"domain_randomization"}

@@ -9,11 +9,16 @@ interval) over the same fixed-seed rooms for every cell. Methods:
 - ``cyclegan`` / ``vr_goggles``: the policy behind a real→sim translator trained *for that look*
   by the same recipe (found in the shipped manifest by method and real domain, or given with
   ``--translator METHOD:LOOK=CKPT``);
-- ``domain_randomization`` / ``simgan``: policies trained differently (``--policy-dr``,
-  ``--policy-simgan``), straight on the camera.
+- ``domain_randomization`` / ``simgan``: policies trained differently, straight on the camera:
+  the shipped DR policy (trained on the ``randomized`` family, which holds neither evaluation
+  look) for every look, and the shipped SimGAN-refined policy whose refiner was trained on that
+  look (found through the refiner's manifest entry); or given with ``--policy-dr`` /
+  ``--policy-simgan`` (``CKPT`` for every look, ``LOOK=CKPT`` for one).
 
 A cell with no checkpoint for it is reported as missing, never guessed. Cells run in parallel
-processes; per-frame latency of each method (translator + policy) is measured on the side.
+processes; per-frame latency of each method (translator + policy) is measured on the side. With
+``reuse`` (an earlier transfer.json), a cell of the same method, look, policy, translator,
+episodes and seed is taken from it instead of run again, and marked ``reused``.
 """
 
 from __future__ import annotations
@@ -52,12 +57,38 @@ def shipped_translator(method: str, look: str) -> str | None:
     return None
 
 
+def shipped_policy(method: str, look: str) -> str | None:
+    """``pretrained:NAME`` of a shipped baseline policy for ``look``: ``domain_randomization``
+    (trained on the ``randomized`` family; any look) or ``simgan`` (trained through a refiner
+    whose manifest entry says it was trained on ``look``)."""
+    from sim2real_goggles.pretrained import PREFIX, load_manifest
+
+    manifest = load_manifest()
+    for name, entry in manifest.items():
+        domains = entry.get("domains") or {}
+        if entry.get("method") != "bc":
+            continue
+        if method == "domain_randomization" and str(domains.get("train", "")).startswith("randomized"):
+            return f"pretrained:{name}"
+        refiner = str(domains.get("refiner") or "")
+        if method == "simgan" and refiner.startswith(PREFIX):
+            ref = manifest.get(refiner[len(PREFIX) :]) or {}
+            if ref.get("method") == "simgan" and (ref.get("domains") or {}).get("real") == look:
+                return f"pretrained:{name}"
+    return None
+
+
+def _per_look(spec: str | dict[str, str] | None, look: str) -> str | None:
+    """A policy given for every look (str) or per look (dict)."""
+    return spec.get(look) if isinstance(spec, dict) else spec
+
+
 def plan_cells(
     looks: list[str],
     policy: str,
     translators: dict[tuple[str, str], str] | None = None,
-    policy_dr: str | None = None,
-    policy_simgan: str | None = None,
+    policy_dr: str | dict[str, str] | None = None,
+    policy_simgan: str | dict[str, str] | None = None,
 ) -> tuple[list[Cell], list[dict[str, str]]]:
     """The cells to run, and the ones that cannot run (with the reason)."""
     from sim2real_goggles.appearance.profile import load_profile
@@ -74,9 +105,10 @@ def plan_cells(
                 missing.append({"method": method, "look": name, "why": f"no {method} translator trained on {name}"})
             else:
                 cells.append(Cell(method, name, policy, ckpt, look))
-        for method, other in (("domain_randomization", policy_dr), ("simgan", policy_simgan)):
+        for method, given in (("domain_randomization", policy_dr), ("simgan", policy_simgan)):
+            other = _per_look(given, name) or shipped_policy(method, name)
             if other is None:
-                missing.append({"method": method, "look": name, "why": f"no {method} policy given"})
+                missing.append({"method": method, "look": name, "why": f"no {method} policy for {name}"})
             else:
                 cells.append(Cell(method, name, other, None, look))
     return cells, missing
@@ -116,14 +148,24 @@ def transfer_table(
     seed: int = 0,
     workers: int = 2,
     translators: dict[tuple[str, str], str] | None = None,
-    policy_dr: str | None = None,
-    policy_simgan: str | None = None,
+    policy_dr: str | dict[str, str] | None = None,
+    policy_simgan: str | dict[str, str] | None = None,
     device: str = "cpu",
+    reuse: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     cells, missing = plan_cells(looks, policy, translators, policy_dr, policy_simgan)
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_run_cell, cell, episodes, seed, device) for cell in cells]
-        results = [f.result() for f in futures]
+    earlier = {}
+    if reuse is not None and reuse.get("episodes") == episodes and reuse.get("seed") == seed:
+        earlier = {_cell_key(r): r for r in reuse.get("cells", [])}
+    results: list[dict[str, Any] | None] = [earlier.get(_cell_key(c)) for c in cells]
+    for r in results:
+        if r is not None:
+            r["reused"] = True
+    todo = [i for i, r in enumerate(results) if r is None]
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
+        futures = {i: pool.submit(_run_cell, cells[i], episodes, seed, device) for i in todo}
+        for i, future in futures.items():
+            results[i] = future.result()
     return {
         "episodes": episodes,
         "seed": seed,
@@ -131,6 +173,13 @@ def transfer_table(
         "cells": results,
         "missing": missing,
     }
+
+
+def _cell_key(cell: Cell | dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two cells the same experiment (with the same episodes and seed)."""
+    if isinstance(cell, Cell):
+        return (cell.method, cell.look, cell.policy, cell.translator)
+    return (cell.get("method"), cell.get("look"), cell.get("policy"), cell.get("translator"))
 
 
 def _cell_text(r: dict[str, Any] | None) -> str:
@@ -197,4 +246,12 @@ def write_outputs(table: dict[str, Any], out: Path) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
 
 
-__all__ = ["METHODS", "plan_cells", "shipped_translator", "to_markdown", "transfer_table", "write_outputs"]
+__all__ = [
+    "METHODS",
+    "plan_cells",
+    "shipped_policy",
+    "shipped_translator",
+    "to_markdown",
+    "transfer_table",
+    "write_outputs",
+]
