@@ -203,6 +203,7 @@ def _parser() -> argparse.ArgumentParser:
             Examples:
               goggles train-policy --profile sim --out runs/policy.pt
               goggles train-policy --profile sim --refiner pretrained:simgan --out runs/policy_simgan.pt
+              goggles train-policy --profile randomized --out runs/policy_dr.pt
               goggles train-policy --out runs/policy.pt --resume
 
             Round 0 records the privileged expert; each later round drives the learner, labels
@@ -213,7 +214,11 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
-    p.add_argument("--profile", default=None, help="training look(s), comma-separated (default sim)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="training look(s), comma-separated, or randomized: the domain-randomisation family (default sim)",
+    )
     p.add_argument("--refiner", default=None, help="sim->real refiner applied to every frame (SimGAN baseline)")
     p.add_argument("--rounds", type=int, default=None, help="DAgger rounds after the expert round")
     p.add_argument("--seed", type=int, default=None)
@@ -519,12 +524,29 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "profiles",
-        help="list, show or check appearance profiles",
+        help="list, show or check appearance profiles; preview the domain-randomisation family",
         formatter_class=fmt,
-        epilog="Examples:\n  goggles profiles list\n  goggles profiles show real_lab\n  goggles profiles check my_camera.yaml",
+        epilog=dedent(
+            """\
+            Examples:
+              goggles profiles list
+              goggles profiles show real_lab
+              goggles profiles show randomized:3
+              goggles profiles check my_camera.yaml
+              goggles profiles sample --n 8 --seed 0 --out dr_preview.png
+
+            randomized:SEED is one member of the domain-randomisation family (train-policy
+            --profile randomized draws a fresh one per episode); sample writes one view (a room's
+            start, turned towards the chair) in members SEED .. SEED+N-1."""
+        ),
     )
-    p.add_argument("action", choices=["list", "show", "check"])
-    p.add_argument("profiles", nargs="*", help="profile names or YAML paths (show/check)")
+    p.add_argument("action", choices=["list", "show", "check", "sample"])
+    p.add_argument("profiles", nargs="*", help="profile names, YAML paths or randomized:SEED (show/check)")
+    p.add_argument("--n", type=int, default=8, help="sample: family members to show (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="sample: first member (default 0)")
+    p.add_argument("--room", type=int, default=7, help="sample: env seed of the room shown (default 7)")
+    p.add_argument("--size", type=int, default=128, help="sample: image size in pixels (default 128)")
+    p.add_argument("--out", type=Path, default=Path("dr_preview.png"), help="sample: PNG to write")
     return parser
 
 
@@ -840,10 +862,23 @@ def _profiles(args: argparse.Namespace) -> int:
     import dataclasses
 
     from sim2real_goggles.appearance.profile import list_profiles, load_profile
+    from sim2real_goggles.appearance.randomize import FAMILY, FAMILY_DESCRIPTION
 
     if args.action == "list":
         for name in list_profiles():
             print(f"{name}: {load_profile(name).description}")
+        print(f"{FAMILY}: the {FAMILY_DESCRIPTION} (one member: {FAMILY}:SEED)")
+        return 0
+    if args.action == "sample":
+        import cv2
+
+        from sim2real_goggles.appearance.randomize import preview_sheet
+
+        sheet = preview_sheet(n=args.n, seed=args.seed, room=args.room, size=args.size)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+            raise ValueError(f"{args.out}: could not write the image (use a .png or .jpg name)")
+        print(f"wrote {args.out} ({FAMILY}:{args.seed} .. {FAMILY}:{args.seed + args.n - 1}, room {args.room})")
         return 0
     if not args.profiles:
         raise ValueError(f"'profiles {args.action}' needs at least one profile name or path")

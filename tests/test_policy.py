@@ -103,12 +103,34 @@ def test_eval_policy_is_deterministic_for_a_seed(tmp_path):
         make_policy("expert", translator="pretrained:cyclegan")
 
 
+def test_baseline_policies_are_found_per_look_in_the_manifest():
+    from sim2real_goggles.evaluation.transfer import shipped_policy
+
+    manifest = {
+        "policy": {"method": "bc_dagger", "domains": {"train": "sim"}},
+        "simgan": {"method": "simgan", "direction": "sim->real", "domains": {"real": "real_lab", "sim": "sim"}},
+        "simgan_office": {"method": "simgan", "domains": {"real": "real_office", "sim": "sim"}},
+        "policy_simgan": {"method": "bc_dagger", "domains": {"train": "sim", "refiner": "pretrained:simgan"}},
+        "policy_simgan_office": {
+            "method": "bc_dagger",
+            "domains": {"train": "sim", "refiner": "pretrained:simgan_office"},
+        },
+        "policy_dr": {"method": "bc_dagger", "domains": {"train": "randomized", "family": "randomized: ..."}},
+    }
+    assert shipped_policy("simgan", "real_lab", manifest) == "pretrained:policy_simgan"
+    assert shipped_policy("simgan", "real_office", manifest) == "pretrained:policy_simgan_office"
+    assert shipped_policy("simgan", "my_camera", manifest) is None
+    assert shipped_policy("domain_randomization", "real_office", manifest) == "pretrained:policy_dr"
+    del manifest["policy_dr"]
+    assert shipped_policy("domain_randomization", "real_lab", manifest) is None
+
+
 def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, capsys, monkeypatch):
     from sim2real_goggles.cli import main
     from sim2real_goggles.evaluation import transfer
 
     # As if no baseline policy were shipped: their rows are reported missing, never guessed.
-    monkeypatch.setattr(transfer, "shipped_policy", lambda method, look: None)
+    monkeypatch.setattr(transfer, "shipped_policy", lambda method, look, manifest=None: None)
     policy = _policy_checkpoint(tmp_path / "p.pt")
     out = tmp_path / "transfer"
     args = ["transfer-table", "--looks", "real_lab", "--episodes", "2", "--policy", str(policy), "--out", str(out)]

@@ -217,9 +217,16 @@ def sim_through_camera(sim: Profile, real: Profile) -> Profile:
 
 
 def load_profile(profile: str | Path | Profile) -> Profile:
-    """Load and validate a profile by name, path, or pass a :class:`Profile` through."""
+    """Load and validate a profile by name, path, ``randomized:SEED`` (one member of the
+    domain-randomisation family, :mod:`sim2real_goggles.appearance.randomize`), or pass a
+    :class:`Profile` through."""
     if isinstance(profile, Profile):
         return profile
+    # Imported here: the family module builds its members with this module's validation.
+    from sim2real_goggles.appearance.randomize import is_family_spec, profile_from_spec
+
+    if isinstance(profile, str) and is_family_spec(profile):
+        return profile_from_spec(profile)
     path = resolve_profile_path(profile).resolve()
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)

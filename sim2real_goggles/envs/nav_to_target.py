@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim2real_goggles.appearance.profile import Profile
+from sim2real_goggles.appearance.profile import Profile, load_profile
 from sim2real_goggles.envs.layout import CHAIR_HALF_EXTENT, Layout, LayoutConfig, generate_layout
 from sim2real_goggles.envs.scene import SceneRenderer, camera_view_matrix
 
@@ -56,6 +56,11 @@ class NavToTargetEnv(gym.Env[np.ndarray, np.int64]):
     ## Starting state
     The room, obstacle set, target pose and a start pose at least ``min_start_distance`` (geodesic)
     from the goal region are drawn from the seed; the start heading is uniform.
+
+    ## Changing the look between episodes
+    ``reset(options={"profile": p})`` or :meth:`set_profile` before ``reset`` shows the new look
+    from that episode on, reusing the PyBullet client (domain randomisation draws one per episode).
+    The look never changes the room: a seed gives the same layout and start in every look.
 
     ## Episode end
     Terminated on success: robot centre within ``success_distance`` of the chair centre and the
@@ -144,6 +149,7 @@ class NavToTargetEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_space = spaces.Box(0, 255, (*self.image_size, 3), np.uint8)
         self.action_space = spaces.Discrete(3)
 
+        self._next_profile: Profile | None = None
         self.layout: Layout | None = None
         self.pose = np.zeros(3)
         self._geodesic = 0.0
@@ -153,6 +159,11 @@ class NavToTargetEnv(gym.Env[np.ndarray, np.int64]):
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
+        if options and options.get("profile") is not None:
+            self.set_profile(options["profile"])
+        if self._next_profile is not None:
+            self.renderer.set_profile(self._next_profile)
+            self._next_profile = None
         self.layout = generate_layout(self.np_random, self.layout_config)
         # One draw for all appearance randomness; each look then has a stream of its own keyed by
         # its name, so a look renders the same whether it is the observation or a paired view,
@@ -188,6 +199,16 @@ class NavToTargetEnv(gym.Env[np.ndarray, np.int64]):
         self._geodesic = geodesic
         obs, info = self._observe(collision)
         return obs, float(reward), success, False, info
+
+    @property
+    def profile(self) -> Profile:
+        """The look of the observations (of the current episode)."""
+        return self.renderer.profile
+
+    def set_profile(self, profile: str | Path | Profile) -> None:
+        """Show observations in ``profile`` from the next :meth:`reset` on (validated now, so a
+        bad profile fails here). Paired looks are not affected."""
+        self._next_profile = load_profile(profile)
 
     def render(self) -> np.ndarray | None:
         """Camera view (nearest-neighbour upscaled) beside a top-down map, ``render_size`` high."""

@@ -37,14 +37,21 @@ class SceneRenderer:
     """
 
     def __init__(self, profile: str | Path | Profile, image_size: tuple[int, int]):
-        self.profile = load_profile(profile)
         self.image_size = image_size
-        self.camera = CameraModel.build(self.profile.camera, image_size)
-        rh, rw = self.camera.render_size
-        self.projection = pb.computeProjectionMatrixFOV(self.camera.render_fov_deg, rw / rh, NEAR_PLANE, FAR_PLANE)
+        profile = load_profile(profile)  # a bad profile fails before a client is opened
         self.client = pb.connect(pb.DIRECT)
         self._texture_dir: str | None = None
         self._class_lut = np.full(1, IGNORE_ID, dtype=np.uint8)
+        self._noise_rng = np.random.default_rng(0)
+        self.set_profile(profile)
+
+    def set_profile(self, profile: str | Path | Profile) -> None:
+        """Render in ``profile`` from the next :meth:`build` on (the PyBullet client is kept;
+        the scene's textures change when it is rebuilt, the camera and light at once)."""
+        self.profile = load_profile(profile)
+        self.camera = CameraModel.build(self.profile.camera, self.image_size)
+        rh, rw = self.camera.render_size
+        self.projection = pb.computeProjectionMatrixFOV(self.camera.render_fov_deg, rw / rh, NEAR_PLANE, FAR_PLANE)
         light = self.profile.light
         self._light_kwargs = dict(
             lightDirection=list(light.direction),
@@ -55,7 +62,6 @@ class SceneRenderer:
             shadow=int(light.shadows),
         )
         self._post = self.profile.has_sensor_effects or self.camera.vignette is not None
-        self._noise_rng = np.random.default_rng(0)
 
     # ------------------------------------------------------------------ scene
     def build(self, layout: Layout, rng: np.random.Generator) -> None:

@@ -57,16 +57,20 @@ def shipped_translator(method: str, look: str) -> str | None:
     return None
 
 
-def shipped_policy(method: str, look: str) -> str | None:
+POLICY_METHODS = ("bc_dagger",)
+"""Manifest ``method`` of trained policies."""
+
+
+def shipped_policy(method: str, look: str, manifest: dict[str, Any] | None = None) -> str | None:
     """``pretrained:NAME`` of a shipped baseline policy for ``look``: ``domain_randomization``
     (trained on the ``randomized`` family; any look) or ``simgan`` (trained through a refiner
     whose manifest entry says it was trained on ``look``)."""
     from sim2real_goggles.pretrained import PREFIX, load_manifest
 
-    manifest = load_manifest()
+    manifest = load_manifest() if manifest is None else manifest
     for name, entry in manifest.items():
         domains = entry.get("domains") or {}
-        if entry.get("method") != "bc":
+        if entry.get("method") not in POLICY_METHODS:
             continue
         if method == "domain_randomization" and str(domains.get("train", "")).startswith("randomized"):
             return f"pretrained:{name}"

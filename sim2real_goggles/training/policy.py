@@ -9,8 +9,10 @@ never shows it.
 
 Only the camera frame reaches the network (no privileged state), so the checkpoint runs on a
 robot through :class:`~sim2real_goggles.policy.ImagePolicy` and the ROS policy node.
-Baselines use the same loop: ``profile`` may list several looks (one drawn per episode: domain
-randomisation), and ``refiner`` passes every frame through a sim→real refiner first (SimGAN-
+Baselines use the same loop: ``profile`` may list several looks (one drawn per episode), or be
+``randomized``, the domain-randomisation family of :mod:`sim2real_goggles.appearance.randomize`
+(a fresh random look every episode, never an evaluation look; validated on a fixed set of other
+family members), and ``refiner`` passes every frame through a sim→real refiner first (SimGAN-
 refined training).
 """
 
@@ -28,6 +30,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from sim2real_goggles.appearance.profile import Profile
+from sim2real_goggles.appearance.randomize import (
+    FAMILY,
+    FAMILY_DESCRIPTION,
+    random_profile,
+    training_member,
+    validation_member,
+)
 from sim2real_goggles.envs.expert import Expert
 from sim2real_goggles.envs.nav_to_target import NavToTargetEnv
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
@@ -44,7 +54,9 @@ class PolicyConfig:
 
     method: str = "bc"
     profile: str = "sim"
-    """Training look, or several comma-separated (one drawn per episode)."""
+    """Training look, or several comma-separated (one drawn per episode). ``randomized``: a new
+    member of the domain-randomisation family every episode (member
+    ``training_member(seed, episode)``, so a resumed run sees the same looks)."""
     refiner: str = ""
     """Optional sim→real refiner checkpoint applied to every training frame (SimGAN baseline)."""
     image_size: int = 64
@@ -116,14 +128,23 @@ class PolicyTrainer:
             self.refiner = Translator.load(cfg.refiner, device=str(self.device))
         self.obs: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
+        self.episode_looks: list[str] = []
+        """Profile name of each training episode driven by this process (not restored)."""
 
     # ------------------------------------------------------------------ data
     def env(self, look: str) -> NavToTargetEnv:
+        """The env of ``look``; the family's one env changes its look at every reset."""
         if look not in self._envs:
+            first = random_profile(0) if look == FAMILY else look  # replaced at every reset
             self._envs[look] = gym.make(
-                "Goggles/NavToTarget-v0", image_size=self.cfg.image_size, profile=look
+                "Goggles/NavToTarget-v0", image_size=self.cfg.image_size, profile=first
             ).unwrapped
         return self._envs[look]
+
+    def episode_profile(self, look: str, episode: int) -> str | Profile:
+        """The look of training episode ``episode``: ``look`` itself, or for the family the
+        member drawn from (run seed, episode) alone."""
+        return random_profile(training_member(self.cfg.seed, episode)) if look == FAMILY else look
 
     def view(self, obs: np.ndarray) -> np.ndarray:
         """The frame as the policy is trained on it (refined for the SimGAN baseline)."""
@@ -137,7 +158,9 @@ class PolicyTrainer:
         for _ in range(episodes):
             look = self.looks[int(self.rng.integers(len(self.looks)))]
             env = self.env(look)
-            obs, _ = env.reset(seed=cfg.train_seed + self.episode)
+            options = {"profile": self.episode_profile(look, self.episode)} if look == FAMILY else None
+            obs, _ = env.reset(seed=cfg.train_seed + self.episode, options=options)
+            self.episode_looks.append(env.profile.name)
             self.episode += 1
             expert = Expert(env)
             learner.reset(seed=int(self.rng.integers(2**31)))
@@ -201,7 +224,9 @@ class PolicyTrainer:
         return float((pred == actions).mean())
 
     def evaluate(self) -> float:
-        """Success rate over ``eval_episodes`` fixed rooms in the first training look."""
+        """Success rate over ``eval_episodes`` fixed rooms in the first training look; for the
+        ``randomized`` family, room ``i`` in member ``validation_member(i)`` (a fixed set of
+        looks that no training episode draws, and never an evaluation look)."""
         from sim2real_goggles.evaluation.policy_eval import LearnedPolicy, run_episodes
 
         cfg = self.cfg
@@ -210,7 +235,14 @@ class PolicyTrainer:
         policy = LearnedPolicy(ImagePolicy(self.model, cfg.image_size, cfg.frames, self.device, cfg.sample))
         if self.refiner is not None:
             policy.translator = self.refiner
-        results = run_episodes(policy, self.looks[0], cfg.eval_episodes, cfg.eval_seed, cfg.image_size)
+        if self.looks[0] == FAMILY:
+            results = [
+                r
+                for i in range(cfg.eval_episodes)
+                for r in run_episodes(policy, f"{FAMILY}:{validation_member(i)}", 1, cfg.eval_seed + i, cfg.image_size)
+            ]
+        else:
+            results = run_episodes(policy, self.looks[0], cfg.eval_episodes, cfg.eval_seed, cfg.image_size)
         return sum(r.success for r in results) / len(results)
 
     # ------------------------------------------------------------------ state
@@ -220,7 +252,15 @@ class PolicyTrainer:
         return {
             "method": "bc_dagger",
             "kind": "policy",
-            "domains": {"train": cfg.profile, **({"refiner": cfg.refiner} if cfg.refiner else {})},
+            "domains": {
+                "train": cfg.profile,
+                **(
+                    {"family": f"{FAMILY}: {FAMILY_DESCRIPTION}", "validation": self.validation_looks}
+                    if FAMILY in self.looks
+                    else {}
+                ),
+                **({"refiner": cfg.refiner} if cfg.refiner else {}),
+            },
             "image_size": cfg.image_size,
             "config": asdict(cfg),
             "rounds": self.round,
@@ -229,6 +269,17 @@ class PolicyTrainer:
             "parameters": count_parameters(self.model),
             **fields,
         }
+
+    @property
+    def validation_looks(self) -> str:
+        """What the per-round validation renders in, as recorded in the checkpoint."""
+        cfg = self.cfg
+        if cfg.eval_episodes <= 0:
+            return "none"
+        if self.looks[0] != FAMILY:
+            return self.looks[0]
+        first, last = validation_member(0), validation_member(cfg.eval_episodes - 1)
+        return f"{FAMILY}:{first}..{last} (room eval_seed + i in member {first} + i)"
 
     def save(self, final: bool = False) -> Path:
         metadata = self.metadata(
