@@ -39,7 +39,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/goggles bench env --json
 
-# Remake the shipped checkpoints (about 2 hours on 2 CPU cores); see scripts/make_pretrained.sh.
+# Remake the shipped checkpoints (about 4 hours on 2 CPU cores); see scripts/make_pretrained.sh.
 pretrained: $(STAMP)
 	bash scripts/make_pretrained.sh
 

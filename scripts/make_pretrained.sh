@@ -2,7 +2,7 @@
 # Remake every shipped checkpoint (sim2real_goggles/pretrained/) with the project's own commands,
 # on CPU, and record in the manifest how each was made and what it scored.
 #
-#   bash scripts/make_pretrained.sh                 # everything, in order (about 2 h on 2 cores)
+#   bash scripts/make_pretrained.sh                 # everything, in order (about 4 h on 2 cores)
 #   RUNS=/tmp/runs bash scripts/make_pretrained.sh  # keep the full training checkpoints elsewhere
 #
 # A checkpoint already in $RUNS is not trained again (delete it to retrain). Each step is a plain
@@ -44,12 +44,15 @@ train vr_goggles goggles train-translator --method vr_goggles --real real_lab --
   --segmenter "$RUNS/segmenter.pt" --labeller "$RUNS/labeller.pt" --out "$RUNS/vr_goggles.pt"
 train vr_goggles_real_office goggles train-translator --method vr_goggles --real real_office --sim sim \
   --segmenter "$RUNS/segmenter.pt" --labeller "$RUNS/labeller.pt" --out "$RUNS/vr_goggles_real_office.pt"
+train cyclegan_real_office goggles train-translator --method cyclegan --real real_office --sim sim \
+  --out "$RUNS/cyclegan_real_office.pt"
 train simgan goggles train-translator --method simgan --sim sim --real real_lab --out "$RUNS/simgan.pt"
 # The policy: OUT.best.pt holds the round with the best validation success (see training/policy.py).
 train policy goggles train-policy --profile sim --out "$RUNS/policy.pt"
 evaluate cyclegan real_lab
 evaluate vr_goggles real_lab
 evaluate vr_goggles_real_office real_office
+evaluate cyclegan_real_office real_office
 evaluate simgan real_lab
 echo "== evaluating policy on 200 sim rooms"
 "$G" eval-policy --policy "$RUNS/policy.best.pt" --profile sim --episodes 200 --seed 0 --json \
@@ -60,8 +63,19 @@ ship labeller "appearance-robust sim segmenter: pseudo-labels on real images for
 ship cyclegan "CycleGAN goggles real_lab -> sim (compact generator)"
 ship vr_goggles "VR-Goggles real_lab -> sim (compact generator): CycleGAN + semantic + shift losses"
 ship vr_goggles_real_office "VR-Goggles real_office -> sim: the same recipe and command, trained on real_office"
+ship cyclegan_real_office "CycleGAN goggles real_office -> sim: the same recipe and command, trained on real_office"
 ship simgan "SimGAN refiner sim -> real_lab (compact), for training policies on refined images"
 "$G" pretrained add policy "$RUNS/policy.best.pt" --command "$(cat "$RUNS/policy.command")" \
   --evaluation "$RUNS/policy.eval.json" \
   --description "image policy trained in the sim look (behaviour cloning + DAgger); drives policy_node"
+# Baseline policies, trained the same way as the policy (best validation round shipped). The
+# SimGAN-refined one trains through the shipped refiner, whose manifest entry ties it to real_lab,
+# which is how `goggles transfer-table` finds it for that look; the DR one draws a new look of the
+# randomized family (no photo textures, so never an evaluation look) every episode.
+train policy_simgan goggles train-policy --profile sim --refiner pretrained:simgan --out "$RUNS/policy_simgan.pt"
+train policy_dr goggles train-policy --profile randomized --out "$RUNS/policy_dr.pt"
+"$G" pretrained add policy_simgan "$RUNS/policy_simgan.best.pt" --command "$(cat "$RUNS/policy_simgan.command")" \
+  --description "baseline: image policy trained on sim frames refined to real_lab by pretrained:simgan"
+"$G" pretrained add policy_dr "$RUNS/policy_dr.best.pt" --command "$(cat "$RUNS/policy_dr.command")" \
+  --description "baseline: image policy trained with domain randomisation (a new randomized look every episode)"
 "$G" pretrained list

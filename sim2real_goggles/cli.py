@@ -184,7 +184,15 @@ def _parser() -> argparse.ArgumentParser:
         help="policy trained on SimGAN-refined frames (row simgan; default: the shipped one whose refiner "
         "was trained on the look)",
     )
-    p.add_argument("--reuse", type=Path, default=None, help="take matching cells from an earlier transfer.json")
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="TRANSFER_JSON",
+        help="take matching cells from an earlier transfer.json (repeatable)",
+    )
+    p.add_argument("--methods", type=_csv, default=None, help="only these rows, comma-separated (default: all)")
     p.add_argument(
         "--translator", action="append", default=[], metavar="METHOD:LOOK=CKPT", help="translator for one cell"
     )
@@ -901,12 +909,12 @@ def _transfer_table(args: argparse.Namespace) -> int:
         if not (sep and colon and ckpt):
             raise SystemExit(f"--translator expects METHOD:LOOK=CKPT, got {item!r}")
         translators[(method, look)] = ckpt
-    reuse = None
-    if args.reuse is not None:
+    reuse = []
+    for path in args.reuse:
         try:
-            reuse = json.loads(args.reuse.read_text())
+            reuse.append(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{args.reuse}: not a readable transfer.json: {exc}") from exc
+            raise ValueError(f"{path}: not a readable transfer.json: {exc}") from exc
     table = transfer_table(
         args.looks,
         policy=args.policy,
@@ -917,6 +925,7 @@ def _transfer_table(args: argparse.Namespace) -> int:
         policy_dr=_policy_option(args.policy_dr, "--policy-dr"),
         policy_simgan=_policy_option(args.policy_simgan, "--policy-simgan"),
         reuse=reuse,
+        methods=args.methods,
     )
     table["outputs"] = write_outputs(table, args.out)
     print(json.dumps(table) if args.json else to_markdown(table))

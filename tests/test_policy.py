@@ -163,3 +163,11 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
     first = {c["method"]: c for c in table["cells"]}
     assert by["vr_goggles"]["success_rate"] == first["vr_goggles"]["success_rate"]
     assert {m["method"] for m in second["missing"]} == {"domain_randomization"}
+
+    # Only some rows: the others are neither run nor listed.
+    rows = [*args[:-1], str(tmp_path / "rows"), "--json", "--methods", "vr_goggles,domain_randomization"]
+    assert main([*rows, "--reuse", str(tmp_path / "again" / "transfer.json")]) == 0
+    third = json.loads(capsys.readouterr().out)
+    assert [c["method"] for c in third["cells"]] == ["vr_goggles"] and third["cells"][0]["reused"]
+    assert third["looks"] == ["real_lab"] and [m["method"] for m in third["missing"]] == ["domain_randomization"]
+    assert main([*rows, "--methods", "ppo"]) == 2

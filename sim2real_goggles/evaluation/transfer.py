@@ -17,7 +17,7 @@ interval) over the same fixed-seed rooms for every cell. Methods:
 
 A cell with no checkpoint for it is reported as missing, never guessed. Cells run in parallel
 processes; per-frame latency of each method (translator + policy) is measured on the side. With
-``reuse`` (an earlier transfer.json), a cell of the same method, look, policy, translator,
+``reuse`` (earlier transfer.json tables), a cell of the same method, look, policy, translator,
 episodes and seed is taken from it instead of run again, and marked ``reused``.
 """
 
@@ -93,8 +93,10 @@ def plan_cells(
     translators: dict[tuple[str, str], str] | None = None,
     policy_dr: str | dict[str, str] | None = None,
     policy_simgan: str | dict[str, str] | None = None,
+    methods: list[str] | None = None,
 ) -> tuple[list[Cell], list[dict[str, str]]]:
-    """The cells to run, and the ones that cannot run (with the reason)."""
+    """The cells to run, and the ones that cannot run (with the reason); only the rows of
+    ``methods`` when given."""
     from sim2real_goggles.appearance.profile import load_profile
 
     translators = translators or {}
@@ -115,6 +117,12 @@ def plan_cells(
                 missing.append({"method": method, "look": name, "why": f"no {method} policy for {name}"})
             else:
                 cells.append(Cell(method, name, other, None, look))
+    if methods is not None:
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
+        cells = [c for c in cells if c.method in methods]
+        missing = [m for m in missing if m["method"] in methods]
     return cells, missing
 
 
@@ -155,12 +163,18 @@ def transfer_table(
     policy_dr: str | dict[str, str] | None = None,
     policy_simgan: str | dict[str, str] | None = None,
     device: str = "cpu",
-    reuse: dict[str, Any] | None = None,
+    reuse: list[dict[str, Any]] | None = None,
+    methods: list[str] | None = None,
 ) -> dict[str, Any]:
-    cells, missing = plan_cells(looks, policy, translators, policy_dr, policy_simgan)
-    earlier = {}
-    if reuse is not None and reuse.get("episodes") == episodes and reuse.get("seed") == seed:
-        earlier = {_cell_key(r): r for r in reuse.get("cells", [])}
+    from sim2real_goggles.appearance.profile import load_profile
+
+    cells, missing = plan_cells(looks, policy, translators, policy_dr, policy_simgan, methods)
+    earlier = {
+        _cell_key(r): r
+        for table in reuse or []
+        if table.get("episodes") == episodes and table.get("seed") == seed
+        for r in table.get("cells", [])
+    }
     results: list[dict[str, Any] | None] = [earlier.get(_cell_key(c)) for c in cells]
     for r in results:
         if r is not None:
@@ -173,7 +187,7 @@ def transfer_table(
     return {
         "episodes": episodes,
         "seed": seed,
-        "looks": [c.look for c in cells if c.method == "no_goggles"],
+        "looks": [load_profile(look).name for look in looks],
         "cells": results,
         "missing": missing,
     }
