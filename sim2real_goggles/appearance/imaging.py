@@ -77,6 +77,14 @@ class CameraModel:
         return out, mask
 
 
+def pinhole_matrices(width: int, height: int, fov_deg: float) -> tuple[list[float], list[float]]:
+    """Row-major K (3x3) and P (3x4) of the ideal render camera with vertical field of view
+    ``fov_deg``, as sensor_msgs/CameraInfo holds them."""
+    f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    return [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0], [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
 def apply_sensor(
     rgb: np.ndarray,
     sensor: SensorSpec,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sim2real_goggles.appearance.imaging import pinhole_matrices
 from sim2real_goggles.appearance.profile import load_profile, sim_through_camera
 from sim2real_goggles.data.bag_writer import BagWriter, header, typestore
 from sim2real_goggles.data.collect import DRIVERS, iter_frames
@@ -41,17 +42,16 @@ def camera_info_message(ns: int, width: int, height: int, fov_deg: float) -> Any
     """sensor_msgs/CameraInfo of an ideal pinhole camera with vertical field of view ``fov_deg``."""
     CameraInfo = typestore().types["sensor_msgs/msg/CameraInfo"]
     RegionOfInterest = typestore().types["sensor_msgs/msg/RegionOfInterest"]
-    f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
-    cx, cy = (width - 1) / 2, (height - 1) / 2
+    k, p = pinhole_matrices(width, height, fov_deg)
     return CameraInfo(
         header=header(ns, FRAME_ID),
         height=height,
         width=width,
         distortion_model="plumb_bob",
         d=np.zeros(5),
-        k=np.array([f, 0, cx, 0, f, cy, 0, 0, 1], float),
+        k=np.array(k),
         r=np.eye(3).reshape(-1),
-        p=np.array([f, 0, cx, 0, 0, f, cy, 0, 0, 0, 1, 0], float),
+        p=np.array(p),
         binning_x=0,
         binning_y=0,
         roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),

@@ -41,6 +41,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from sim2real_goggles.appearance.imaging import pinhole_matrices
 from sim2real_goggles.appearance.profile import load_profile, sim_through_camera
 from sim2real_goggles.ros.common import DiagnosticsPublisher, declare, image_qos, request_shutdown, run_node
 from sim2real_goggles.ros.image_conversion import mono_to_imgmsg, rgb_to_imgmsg
@@ -51,13 +52,10 @@ def camera_info(width: int, height: int, fov_deg: float, header: Any) -> CameraI
     info = CameraInfo()
     info.header = header
     info.width, info.height = width, height
-    f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
-    cx, cy = (width - 1) / 2, (height - 1) / 2
     info.distortion_model = "plumb_bob"
     info.d = [0.0] * 5
-    info.k = [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0]
+    info.k, info.p = pinhole_matrices(width, height, fov_deg)
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return info
 
 
