@@ -47,10 +47,14 @@ train vr_goggles_real_office goggles train-translator --method vr_goggles --real
 train cyclegan_real_office goggles train-translator --method cyclegan --real real_office --sim sim \
   --out "$RUNS/cyclegan_real_office.pt"
 train simgan goggles train-translator --method simgan --sim sim --real real_lab --out "$RUNS/simgan.pt"
+# The fast student: vr_goggles distilled into the compact_fast generator (batch norm, folded at inference).
+train vr_goggles_fast goggles train-translator --method distill --teacher "$RUNS/vr_goggles.pt" \
+  --segmenter "$RUNS/segmenter.pt" --real real_lab --out "$RUNS/vr_goggles_fast.pt"
 # The policy: OUT.best.pt holds the round with the best validation success (see training/policy.py).
 train policy goggles train-policy --profile sim --out "$RUNS/policy.pt"
 evaluate cyclegan real_lab
 evaluate vr_goggles real_lab
+evaluate vr_goggles_fast real_lab
 evaluate vr_goggles_real_office real_office
 evaluate cyclegan_real_office real_office
 evaluate simgan real_lab
@@ -62,6 +66,7 @@ ship segmenter "sim segmenter (U-Net): the judge of sem_miou and the semantic lo
 ship labeller "appearance-robust sim segmenter: pseudo-labels on real images for vr_goggles"
 ship cyclegan "CycleGAN goggles real_lab -> sim (compact generator)"
 ship vr_goggles "VR-Goggles real_lab -> sim (compact generator): CycleGAN + semantic + shift losses"
+ship vr_goggles_fast "VR-Goggles real_lab -> sim distilled into compact_fast (2.4x fewer MACs): for CPU robots"
 ship vr_goggles_real_office "VR-Goggles real_office -> sim: the same recipe and command, trained on real_office"
 ship cyclegan_real_office "CycleGAN goggles real_office -> sim: the same recipe and command, trained on real_office"
 ship simgan "SimGAN refiner sim -> real_lab (compact), for training policies on refined images"

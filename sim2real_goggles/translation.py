@@ -6,7 +6,9 @@ precision (fp16 by default on CUDA, fp32 on CPU). A call takes one image (H, W, 
 that are multiples of 4 (and at least 8), so inputs are reflect-padded at the bottom and right
 up to the next valid size and the output is cropped back (no resizing, so pixels stay aligned
 with the input). Greyscale (H, W) or (H, W, 1)
-images are replicated to three channels; RGBA drops alpha.
+images are replicated to three channels; RGBA drops alpha. ``backend`` picks the runtime
+(eager PyTorch by default; ONNX Runtime, TorchScript, torch.compile, channels-last, CUDA graphs:
+:mod:`sim2real_goggles.inference`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sim2real_goggles.inference import make_runner
 from sim2real_goggles.models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from sim2real_goggles.models.networks import SIZE_MULTIPLE
 
@@ -75,6 +78,8 @@ class Translator:
         device: str | torch.device = "auto",
         half: bool | None = None,
         resize: bool = False,
+        backend: str = "eager",
+        threads: int | None = None,
     ):
         if checkpoint.arch not in GENERATOR_ARCHS:
             raise CheckpointError(
@@ -86,18 +91,25 @@ class Translator:
         if self.half and self.device.type != "cuda":
             raise ValueError("fp16 inference needs a CUDA device")
         self.model = checkpoint.build(self.device)
-        if self.half:
-            self.model = self.model.half()
+        self.backend = backend
+        self.runner = make_runner(self.model, backend, self.device, half=self.half, threads=threads)
         self.metadata = checkpoint.metadata
         self.resize = resize
         self.image_size = int(self.metadata.get("image_size") or 0)
 
     @classmethod
     def load(
-        cls, path: str | Path, device: str | torch.device = "auto", half: bool | None = None, resize: bool = False
+        cls,
+        path: str | Path,
+        device: str | torch.device = "auto",
+        half: bool | None = None,
+        resize: bool = False,
+        backend: str = "eager",
+        threads: int | None = None,
     ) -> Translator:
-        """``path``: a checkpoint file or ``pretrained:NAME``. ``resize``: see :meth:`__call__`."""
-        return cls(load_checkpoint(path), device=device, half=half, resize=resize)
+        """``path``: a checkpoint file or ``pretrained:NAME``. ``resize``: see :meth:`__call__`.
+        ``backend``: see :mod:`sim2real_goggles.inference` (all compute the same translation)."""
+        return cls(load_checkpoint(path), device=device, half=half, resize=resize, backend=backend, threads=threads)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Translate uint8 (H, W, 3) or (N, H, W, 3) images (greyscale and RGBA are converted,
@@ -134,6 +146,6 @@ class Translator:
             # Reflection needs the pad to be smaller than the side; replicate covers tiny images.
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        y = self.model(x)[:, :, :h, :w]
+        y = self.runner(x)[:, :, :h, :w]
         out = y.float().add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
         return out.permute(0, 2, 3, 1).cpu().numpy()

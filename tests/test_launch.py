@@ -230,6 +230,7 @@ def test_navigation_arguments_reach_the_nodes_typed():
             "translator:=runs/vr.pt",
             "policy:=pretrained:policy",
             "device:=cpu",
+            "backend:=onnxruntime",
             "cmd_vel_topic:=/robot/cmd_vel",
             "ground_truth:=true",
         ],
@@ -244,7 +245,7 @@ def test_navigation_arguments_reach_the_nodes_typed():
         "publish_sim_image:=true",
         "publish_segmentation:=true",
     ]
-    assert nodes["translator"].parameters[1:] == ["checkpoint:=runs/vr.pt", "device:=cpu"]
+    assert nodes["translator"].parameters[1:] == ["checkpoint:=runs/vr.pt", "device:=cpu", "backend:=onnxruntime"]
     assert nodes["policy"].parameters[1:] == ["policy:=pretrained:policy", "device:=cpu"]
     assert ("cmd_vel", "/robot/cmd_vel") in nodes["sim_robot"].remappings
     assert ("cmd_vel", "/robot/cmd_vel") in nodes["policy"].remappings
@@ -264,7 +265,7 @@ def test_unknown_argument_names_the_file_and_the_valid_ones():
         load_launch("navigation", ["goggle:=false"])
     message = str(exc.value)
     assert "navigation.launch.yaml" in message and "goggle" in message
-    assert "valid: camera_topic, cmd_vel_topic, device, episodes, goggles, ground_truth, policy" in message
+    assert "valid: backend, camera_topic, cmd_vel_topic, device, episodes, goggles, ground_truth, policy" in message
     # translated_topic is an argument of translator.launch.yaml, but navigation sets it itself.
     with pytest.raises(LaunchError, match="unknown launch argument translated_topic"):
         load_launch("navigation", ["translated_topic:=/x"])

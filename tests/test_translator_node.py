@@ -5,10 +5,12 @@ seconds importing torch; side by side, those seconds overlap):
 
 * ``A``: translator_node with its defaults (resize, rgb8, sensor-data QoS) on ``pretrained:cyclegan``;
 * ``B``: translator_node in /b at full size (``resize:=false``: slow enough at 256x256 to force
-  drops under a 60 Hz flood), bgr8 output, reliable QoS (so counts are exact), compressed input;
-* ``nan``: translator_node in /nan on a checkpoint with NaN weights;
+  drops under a 60 Hz flood), bgr8 output, reliable QoS (so counts are exact), compressed input,
+  the ONNX Runtime backend on one thread;
+* ``nan``: translator_node in /nan on a checkpoint with NaN weights, TorchScript backend (the
+  finite check must work without PyTorch forward hooks);
 * ``seg``: segmenter_node in /seg on ``pretrained:segmenter``;
-* five nodes that must refuse to start (missing or damaged checkpoint, bad parameters).
+* six nodes that must refuse to start (missing or damaged checkpoint, bad parameters).
 
 Each output is compared with the same network run in this process, which proves that every
 input encoding was decoded right, not only that something came back."""
@@ -178,6 +180,11 @@ def start_up_error_cases(tmp: Path) -> list[tuple[str, dict[str, Any], str]]:
             "parameter fp16: half precision needs a CUDA device",
         ),
         (
+            "translator_node",
+            {"checkpoint": CHECKPOINT, "device": "cpu", "backend": "cuda_graph"},
+            "translator_node: parameter backend: backend 'cuda_graph' does not run on cpu",
+        ),
+        (
             "segmenter_node",
             {"checkpoint": CHECKPOINT},
             "segmenter_node: checkpoint 'pretrained:cyclegan': holds a 'compact' network, not a segmenter",
@@ -206,6 +213,8 @@ def nodes(ros: RosProbe, diag: Collector, nan_checkpoint: Path, tmp_path_factory
             "qos": "reliable",
             "qos_depth": 300,
             "subscribe_compressed": True,
+            "backend": "onnxruntime",
+            "threads": 1,
         },
         remaps={"__ns": "/b"},
         ros=ros,
@@ -214,7 +223,7 @@ def nodes(ros: RosProbe, diag: Collector, nan_checkpoint: Path, tmp_path_factory
     )
     nan = NodeProcess(
         "translator_node",
-        {"checkpoint": str(nan_checkpoint), "device": "cpu"},
+        {"checkpoint": str(nan_checkpoint), "device": "cpu", "backend": "torchscript"},
         remaps={"__ns": "/nan"},
         ros=ros,
         subscribes=["/nan/image"],

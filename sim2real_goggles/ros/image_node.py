@@ -11,6 +11,7 @@ own parameters, load their network, create publishers and then call :meth:`Image
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,19 @@ def guard_finite(model: torch.nn.Module, what: str) -> Any:
             raise NonFiniteOutputError(f"{what} holds NaN or inf")
 
     return model.register_forward_hook(check)
+
+
+def finite_checked(fn: Callable[[torch.Tensor], torch.Tensor], what: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``fn`` raising :class:`NonFiniteOutputError` when its output is not finite: the check of
+    :func:`guard_finite` for runtimes without forward hooks (ONNX Runtime, TorchScript, graphs)."""
+
+    def checked(x: torch.Tensor) -> torch.Tensor:
+        y = fn(x)
+        if not bool(torch.isfinite(y).all()):
+            raise NonFiniteOutputError(f"{what} holds NaN or inf")
+        return y
+
+    return checked
 
 
 def checkpoint_error(spec: str, exc: Exception) -> StartupError:

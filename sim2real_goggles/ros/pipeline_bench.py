@@ -174,6 +174,7 @@ def bench_pipeline(
     rounds: int = 2,
     device: str = "cpu",
     ready_timeout: float = 90.0,
+    backend: str = "eager",
 ) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns the JSON record."""
     os.environ.update(ros_local_environment())
@@ -192,7 +193,7 @@ def bench_pipeline(
     procs = [
         start_node(
             "translator_node",
-            {"checkpoint": translator, "device": device},
+            {"checkpoint": translator, "device": device, "backend": backend},
             {"image": "/bench/camera", "image_translated": "/bench/goggles"},
             "bench_translator",
         ),
@@ -240,6 +241,7 @@ def bench_pipeline(
             "image_size": size,
             "profile": profile,
             "translator": translator,
+            "backend": backend,
             "policy": policy,
             "device": device,
             **_window_stats(full, full_stamps),

@@ -8,7 +8,8 @@ thread on the newest frame only; frames that arrive while it is busy replace eac
 counted as dropped (``/diagnostics``). Bad messages and non-finite network output are logged
 (rate-limited) and dropped; the node keeps serving.
 
-Parameters (all read at start-up): ``checkpoint``, ``device``, ``fp16``, ``resize``,
+Parameters (all read at start-up): ``checkpoint``, ``device``, ``fp16``, ``backend``,
+``threads``, ``resize``,
 ``output_encoding``, ``qos``, ``qos_depth``, ``subscribe_compressed``; see ``ros2 param
 describe translator_node <name>``.
 """
@@ -20,9 +21,10 @@ from typing import Any
 
 from sensor_msgs.msg import Image
 
+from sim2real_goggles.inference import BACKENDS, BackendUnavailable
 from sim2real_goggles.models.checkpoint import CheckpointError
 from sim2real_goggles.ros.common import declare, run_node
-from sim2real_goggles.ros.image_node import Frame, ImageNode, checkpoint_error, guard_finite
+from sim2real_goggles.ros.image_node import Frame, ImageNode, checkpoint_error, finite_checked
 from sim2real_goggles.translation import Translator
 
 
@@ -49,6 +51,23 @@ class TranslatorNode(ImageNode):
             "sees pixels at the scale it was trained on); false: translate at full size",
             read_only=True,
         )
+        backend = declare(
+            self,
+            "backend",
+            "eager",
+            "inference runtime (same translation, different speed; see `goggles bench translator`): "
+            "eager, channels_last, compile, torchscript, onnxruntime (CPU only), cuda_graph (CUDA only)",
+            read_only=True,
+            choices=BACKENDS,
+        )
+        threads = declare(
+            self,
+            "threads",
+            0,
+            "CPU threads for inference; 0 keeps PyTorch's default",
+            read_only=True,
+            range=(0, 256),
+        )
         self.output_encoding = declare(
             self,
             "output_encoding",
@@ -58,15 +77,19 @@ class TranslatorNode(ImageNode):
             choices=("rgb8", "bgr8"),
         )
         try:
-            self.translator = Translator.load(self.checkpoint, device=device, half=fp16, resize=resize)
+            self.translator = Translator.load(
+                self.checkpoint, device=device, half=fp16, resize=resize, backend=backend, threads=threads or None
+            )
         except CheckpointError as exc:
             raise checkpoint_error(self.checkpoint, exc) from None
-        guard_finite(self.translator.model, "translator output")
+        except BackendUnavailable as exc:
+            raise ValueError(f"parameter backend: {exc}") from None
+        self.translator.runner = finite_checked(self.translator.runner, "translator output")
         self.publisher = self.create_publisher(Image, "image_translated", self.qos)
         self.start(hardware_id=str(self.translator.device))
         self.get_logger().info(
             f"translating image -> image_translated with {self.checkpoint} on {self.translator.device}"
-            f"{' (fp16)' if self.translator.half else ''}, resize={resize}, image backend {self.converter.backend}"
+            f"{' (fp16)' if self.translator.half else ''}, backend {backend}, resize={resize}, image backend {self.converter.backend}"
         )
 
     def process(self, frame: Frame) -> None:
@@ -77,6 +100,7 @@ class TranslatorNode(ImageNode):
         return {
             "device": str(self.translator.device),
             "fp16": self.translator.half,
+            "backend": self.translator.backend,
             "checkpoint": self.checkpoint,
             "output_encoding": self.output_encoding,
         }

@@ -106,8 +106,9 @@ class TranslatorConfig(AdversarialConfig):
 
 
 def load_recipe(path: str | Path, **overrides: Any) -> Any:
-    """A YAML recipe with overrides applied (None = keep): a :class:`TranslatorConfig`, or a
-    :class:`~sim2real_goggles.training.simgan.SimGANConfig` when the method is ``simgan``.
+    """A YAML recipe with overrides applied (None = keep): a :class:`TranslatorConfig`, a
+    :class:`~sim2real_goggles.training.simgan.SimGANConfig` when the method is ``simgan``, or a
+    :class:`~sim2real_goggles.training.distill.DistillConfig` for ``distill``.
     Unknown keys, in the file or among the overrides, are errors that name them."""
     path = Path(path)
     try:
@@ -122,6 +123,10 @@ def load_recipe(path: str | Path, **overrides: Any) -> Any:
         from sim2real_goggles.training.simgan import SimGANConfig
 
         config_cls: type = SimGANConfig
+    elif method == "distill":
+        from sim2real_goggles.training.distill import DistillConfig
+
+        config_cls = DistillConfig
     else:
         config_cls = TranslatorConfig
     names = {f.name for f in fields(config_cls)}
@@ -236,6 +241,11 @@ class TranslatorTrainer(AdversarialTrainer):
             raise ValueError(
                 f"{cfg.sim}: vr_goggles needs masks for the sim domain (the semantic cycle uses its labels)"
             )
+        if self.device.type == "cuda":
+            # Frames live on the GPU for the whole run: a batch is an index gather there, with no
+            # host-to-device copy in the loop (2000 frames of 64x64 take 98 MB per domain).
+            self.x_real, self.x_sim = self.x_real.to(self.device), self.x_sim.to(self.device)
+            self.y_sim = None if self.y_sim is None else self.y_sim.to(self.device)
 
     # ------------------------------------------------------------------ one iteration
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
