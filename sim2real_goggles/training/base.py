@@ -90,6 +90,15 @@ def load_domain_tensors(spec: str, n: int, size: int, seed: int) -> tuple[torch.
     return to_tensor(images), None if masks is None else torch.from_numpy(masks.astype(np.int64))
 
 
+def frozen_network(spec: str | Path, device: torch.device) -> nn.Module:
+    """A checkpoint's network (path or pretrained:NAME) in eval mode with gradients off: the
+    frozen segmenters, labellers and teachers that training losses look through."""
+    model = load_checkpoint(spec).build(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
     return ((images.detach().float().permute(0, 2, 3, 1).cpu().numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
@@ -273,6 +282,7 @@ def interrupt_on_sigterm():
 __all__ = [
     "AdversarialConfig",
     "AdversarialTrainer",
+    "frozen_network",
     "load_domain_tensors",
     "lr_lambda",
     "summary_writer",

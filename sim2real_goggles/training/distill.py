@@ -29,6 +29,7 @@ from sim2real_goggles.models.networks import build_model
 from sim2real_goggles.training.base import (
     AdversarialConfig,
     AdversarialTrainer,
+    frozen_network,
     load_domain_tensors,
     lr_lambda,
     to_uint8,
@@ -70,13 +71,6 @@ class DistillConfig(AdversarialConfig):
             raise ValueError(f"norm must be batch or instance, got {self.norm!r}")
 
 
-def _frozen(spec: str, device: torch.device) -> nn.Module:
-    model = load_checkpoint(spec).build(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
 class DistillTrainer(AdversarialTrainer):
     """Student, optimiser and the teacher-labelled data of one distillation run."""
 
@@ -94,9 +88,9 @@ class DistillTrainer(AdversarialTrainer):
         self.sync_initial_weights([self.student])
         self.opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg.iterations, cfg.decay_start))
-        self.segmenter = _frozen(cfg.segmenter, self.device)
+        self.segmenter = frozen_network(cfg.segmenter, self.device)
         self.x, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed)
-        teacher = _frozen(cfg.teacher, self.device)
+        teacher = frozen_network(cfg.teacher, self.device)
         targets, labels = [], []
         with torch.no_grad():
             for i in range(0, len(self.x), cfg.teacher_batch):

@@ -45,6 +45,7 @@ from sim2real_goggles.models.networks import PatchGANDiscriminator, build_model
 from sim2real_goggles.training.base import (
     AdversarialConfig,
     AdversarialTrainer,
+    frozen_network,
     load_domain_tensors,
     lr_lambda,
     to_uint8,
@@ -229,8 +230,8 @@ class TranslatorTrainer(AdversarialTrainer):
         self.labeller: nn.Module | None = None
         self.class_weights = torch.tensor(cfg.semantic_class_weights, dtype=torch.float32, device=self.device)
         if cfg.method == "vr_goggles":
-            self.segmenter = _frozen(cfg.segmenter, self.device)
-            self.labeller = _frozen(cfg.labeller, self.device) if cfg.labeller else self.segmenter
+            self.segmenter = frozen_network(cfg.segmenter, self.device)
+            self.labeller = frozen_network(cfg.labeller, self.device) if cfg.labeller else self.segmenter
             if cfg.labeller_adapt_lr > 0:
                 # its own copy (even when the labeller is S itself), trained in place
                 self.labeller = load_checkpoint(cfg.labeller or cfg.segmenter).build(self.device)
@@ -359,14 +360,6 @@ class TranslatorTrainer(AdversarialTrainer):
         fake = self.G_rs(x)
         rows = to_uint8(torch.cat([x, fake, self.G_sr(fake)], dim=3))
         return np.concatenate(list(rows), axis=0)
-
-
-def _frozen(path: str, device: torch.device) -> nn.Module:
-    model = load_checkpoint(path).build(device)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 __all__ = [
