@@ -47,6 +47,7 @@ setup(
         "tensorboard",
         "matplotlib",
         "setuptools",
+        "stable-baselines3>=2.3",
     ],
     extras_require={
         "ros": [

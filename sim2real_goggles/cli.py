@@ -265,7 +265,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train-policy",
-        help="train the image policy in sim: behaviour cloning from the expert with DAgger rounds",
+        help="train the image policy in sim: behaviour cloning + DAgger (default) or PPO",
         formatter_class=fmt,
         epilog=dedent(
             """\
@@ -274,15 +274,20 @@ def _parser() -> argparse.ArgumentParser:
               goggles train-policy --profile sim --refiner pretrained:simgan --out runs/policy_simgan.pt
               goggles train-policy --profile randomized --out runs/policy_dr.pt
               goggles train-policy --out runs/policy.pt --resume
+              goggles train-policy --method ppo --set init=pretrained:policy --set total_timesteps=100000 \
+                  --out runs/policy_ppo.pt
 
             Round 0 records the privileged expert; each later round drives the learner, labels
             every frame it sees with the expert's action and trains on all frames so far. The
             checkpoint (and OUT.dagger/ with the frames) is written after every round; Ctrl-C or
             kill stops, --resume redoes the unfinished round. TensorBoard logs in OUT.runs/.
-            --set KEY=VALUE overrides any field of PolicyConfig (training/policy.py)."""
+            --set KEY=VALUE overrides any field of PolicyConfig (training/policy.py). --method ppo
+            runs stable-baselines3 PPO on 2 env processes with the same network (PPOConfig in
+            training/ppo.py; OUT.sb3.zip keeps its state for --resume)."""
         ),
     )
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    p.add_argument("--method", choices=["bc", "ppo"], default="bc", help="bc: behaviour cloning + DAgger; ppo")
     p.add_argument(
         "--profile",
         default=None,
@@ -1087,6 +1092,8 @@ def _train_policy(args: argparse.Namespace) -> int:
     from sim2real_goggles.training.policy import PolicyTrainer, load_policy_recipe
 
     overrides = _overrides(args.overrides)
+    if args.method == "ppo":
+        return _train_policy_ppo(args, overrides)
     for key in ("profile", "refiner", "rounds", "seed"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
@@ -1111,6 +1118,26 @@ def _train_policy(args: argparse.Namespace) -> int:
         if result.get("best"):
             best = max(result["history"], key=lambda h: h["eval_success"])
             print(f"best round ({best['eval_success']:.0%}): {result['best']}")
+    return 0
+
+
+def _train_policy_ppo(args: argparse.Namespace, overrides: dict) -> int:
+    from sim2real_goggles.training.ppo import PPOTrainer, load_ppo_recipe
+
+    if args.refiner is not None or args.rounds is not None:
+        raise SystemExit("goggles train-policy: --refiner and --rounds apply to --method bc")
+    for key in ("profile", "seed"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    trainer = PPOTrainer(load_ppo_recipe(overrides), args.out, device=args.device)
+    if args.resume:
+        trainer.restore(args.out)
+    try:
+        result = trainer.train(progress=not args.json)
+    except KeyboardInterrupt:
+        print(f"stopped at {trainer.timesteps} timesteps; continue with --resume ({args.out})", file=sys.stderr)
+        return 130
+    print(json.dumps(result) if args.json else f"wrote {result['checkpoint']} after {result['timesteps']} timesteps")
     return 0
 
 
