@@ -50,12 +50,15 @@ train simgan goggles train-translator --method simgan --sim sim --real real_lab 
 # The fast student: vr_goggles distilled into the compact_fast generator (batch norm, folded at inference).
 train vr_goggles_fast goggles train-translator --method distill --teacher "$RUNS/vr_goggles.pt" \
   --segmenter "$RUNS/segmenter.pt" --real real_lab --out "$RUNS/vr_goggles_fast.pt"
+train vr_goggles_fast_real_office goggles train-translator --method distill --teacher "$RUNS/vr_goggles_real_office.pt" \
+  --segmenter "$RUNS/segmenter.pt" --real real_office --out "$RUNS/vr_goggles_fast_real_office.pt"
 # The policy: OUT.best.pt holds the round with the best validation success (see training/policy.py).
 train policy goggles train-policy --profile sim --out "$RUNS/policy.pt"
 evaluate cyclegan real_lab
 evaluate vr_goggles real_lab
 evaluate vr_goggles_fast real_lab
 evaluate vr_goggles_real_office real_office
+evaluate vr_goggles_fast_real_office real_office
 evaluate cyclegan_real_office real_office
 evaluate simgan real_lab
 echo "== evaluating policy on 200 sim rooms"
@@ -67,6 +70,7 @@ ship labeller "appearance-robust sim segmenter: pseudo-labels on real images for
 ship cyclegan "CycleGAN goggles real_lab -> sim (compact generator)"
 ship vr_goggles "VR-Goggles real_lab -> sim (compact generator): CycleGAN + semantic + shift losses"
 ship vr_goggles_fast "VR-Goggles real_lab -> sim distilled into compact_fast (2.4x fewer MACs): for CPU robots"
+ship vr_goggles_fast_real_office "VR-Goggles real_office -> sim distilled into compact_fast: the same distill command on real_office"
 ship vr_goggles_real_office "VR-Goggles real_office -> sim: the same recipe and command, trained on real_office"
 ship cyclegan_real_office "CycleGAN goggles real_office -> sim: the same recipe and command, trained on real_office"
 ship simgan "SimGAN refiner sim -> real_lab (compact), for training policies on refined images"
