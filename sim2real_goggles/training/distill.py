@@ -90,7 +90,7 @@ class DistillTrainer(AdversarialTrainer):
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg.iterations, cfg.decay_start))
         self.segmenter = frozen_network(cfg.segmenter, self.device)
         self.x, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed)
-        teacher = frozen_network(cfg.teacher, self.device)
+        teacher = teacher_ckpt.build(self.device).eval()  # used under no_grad only
         targets, labels = [], []
         with torch.no_grad():
             for i in range(0, len(self.x), cfg.teacher_batch):
