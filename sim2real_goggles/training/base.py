@@ -63,6 +63,20 @@ class AdversarialConfig:
             raise ValueError(f"image_size must be a multiple of 4, got {self.image_size}")
 
 
+def config_from_overrides(config_cls: type, overrides: dict[str, Any] | None, what: str) -> Any:
+    """``config_cls`` (a dataclass of defaults) with ``overrides`` applied, each value converted
+    to the type of its field's default (``--set rounds=3`` arrives as text or YAML). An unknown
+    key is an error naming ``what`` recipe and the known keys."""
+    known = config_cls.__dataclass_fields__
+    values = {}
+    for key, value in (overrides or {}).items():
+        if key not in known:
+            raise ValueError(f"unknown {what} recipe key {key!r} (known: {', '.join(known)})")
+        default = known[key].default
+        values[key] = type(default)(value) if default is not None else value
+    return config_cls(**values)
+
+
 def lr_lambda(iterations: int, decay_start: float):
     """Constant learning rate, then linear decay to zero from ``decay_start * iterations``."""
     start = int(iterations * decay_start)
@@ -282,6 +296,7 @@ def interrupt_on_sigterm():
 __all__ = [
     "AdversarialConfig",
     "AdversarialTrainer",
+    "config_from_overrides",
     "frozen_network",
     "load_domain_tensors",
     "lr_lambda",

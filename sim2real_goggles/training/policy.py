@@ -43,7 +43,7 @@ from sim2real_goggles.envs.nav_to_target import NavToTargetEnv
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
 from sim2real_goggles.models.networks import PolicyNet, count_parameters, to_tensor
 from sim2real_goggles.policy import ImagePolicy
-from sim2real_goggles.training.base import interrupt_on_sigterm, summary_writer
+from sim2real_goggles.training.base import config_from_overrides, interrupt_on_sigterm, summary_writer
 
 ARCH = "policy_cnn"
 
@@ -90,12 +90,7 @@ class PolicyConfig:
 
 
 def load_policy_recipe(overrides: dict[str, Any] | None = None) -> PolicyConfig:
-    cfg = PolicyConfig()
-    for key, value in (overrides or {}).items():
-        if not hasattr(cfg, key):
-            raise ValueError(f"unknown policy recipe key {key!r} (known: {', '.join(asdict(cfg))})")
-        setattr(cfg, key, type(getattr(cfg, key))(value) if getattr(cfg, key) is not None else value)
-    return cfg
+    return config_from_overrides(PolicyConfig, overrides, "policy")
 
 
 class PolicyTrainer:

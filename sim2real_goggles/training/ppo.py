@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
 from sim2real_goggles.models.networks import PolicyNet, count_parameters
-from sim2real_goggles.training.base import interrupt_on_sigterm
+from sim2real_goggles.training.base import config_from_overrides, interrupt_on_sigterm
 
 ARCH = "policy_cnn"
 
@@ -73,14 +73,7 @@ class PPOConfig:
 
 
 def load_ppo_recipe(overrides: dict[str, Any] | None = None) -> PPOConfig:
-    known = PPOConfig.__dataclass_fields__
-    values = {}
-    for key, value in (overrides or {}).items():
-        if key not in known:
-            raise ValueError(f"unknown ppo recipe key {key!r} (known: {', '.join(known)})")
-        default = known[key].default
-        values[key] = type(default)(value) if default is not None else value
-    return PPOConfig(**values)
+    return config_from_overrides(PPOConfig, overrides, "ppo")
 
 
 def _make_env(profile: str, image_size: int):
