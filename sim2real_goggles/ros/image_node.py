@@ -63,10 +63,14 @@ def guard_finite(model: torch.nn.Module, what: str) -> Any:
     """
 
     def check(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        if not bool(torch.isfinite(output).all()):
-            raise NonFiniteOutputError(f"{what} holds NaN or inf")
+        _require_finite(output, what)
 
     return model.register_forward_hook(check)
+
+
+def _require_finite(output: torch.Tensor, what: str) -> None:
+    if not bool(torch.isfinite(output).all()):
+        raise NonFiniteOutputError(f"{what} holds NaN or inf")
 
 
 def finite_checked(fn: Callable[[torch.Tensor], torch.Tensor], what: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -75,8 +79,7 @@ def finite_checked(fn: Callable[[torch.Tensor], torch.Tensor], what: str) -> Cal
 
     def checked(x: torch.Tensor) -> torch.Tensor:
         y = fn(x)
-        if not bool(torch.isfinite(y).all()):
-            raise NonFiniteOutputError(f"{what} holds NaN or inf")
+        _require_finite(y, what)
         return y
 
     return checked
