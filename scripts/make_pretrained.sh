@@ -2,7 +2,7 @@
 # Remake every shipped checkpoint (sim2real_goggles/pretrained/) with the project's own commands,
 # on CPU, and record in the manifest how each was made and what it scored.
 #
-#   bash scripts/make_pretrained.sh                 # everything, in order (about 4 h on 2 cores)
+#   bash scripts/make_pretrained.sh                 # everything, in order (about 8 h on 2 cores)
 #   RUNS=/tmp/runs bash scripts/make_pretrained.sh  # keep the full training checkpoints elsewhere
 #
 # A checkpoint already in $RUNS is not trained again (delete it to retrain). Each step is a plain
@@ -87,4 +87,30 @@ train policy_dr goggles train-policy --profile randomized --out "$RUNS/policy_dr
   --description "baseline: image policy trained on sim frames refined to real_lab by pretrained:simgan"
 "$G" pretrained add policy_dr "$RUNS/policy_dr.best.pt" --command "$(cat "$RUNS/policy_dr.command")" \
   --description "baseline: image policy trained with domain randomisation (a new randomized look every episode)"
+
+# Issue 9: the other adaptation methods of the literature, trained by the project's own commands
+# on each look. DANN and ADVENT adapt the segmenter (sim labels + unlabelled real frames);
+# PixelDA trains a sim->real generator with its task segmenter (OUT.segmenter.pt), and a policy
+# through that generator; the mask-aware CycleGAN weighs cycle and identity losses inside and
+# outside the object masks.
+for look in real_lab real_office; do
+  sfx=$([[ $look == real_lab ]] && echo "" || echo "_$look")
+  train "segmenter_dann$sfx" goggles train-segmenter --adapt dann --real "$look" --out "$RUNS/segmenter_dann$sfx.pt"
+  train "segmenter_advent$sfx" goggles train-segmenter --adapt advent --real "$look" --out "$RUNS/segmenter_advent$sfx.pt"
+  train "pixelda$sfx" goggles train-translator --method pixelda --real "$look" --sim sim --out "$RUNS/pixelda$sfx.pt"
+  train "cyclegan_masked$sfx" goggles train-translator --method cyclegan --mask-loss --real "$look" --sim sim \
+    --out "$RUNS/cyclegan_masked$sfx.pt"
+  ship "segmenter_dann$sfx" "baseline: segmenter adapted to $look by DANN (gradient reversal on its features)"
+  ship "segmenter_advent$sfx" "baseline: segmenter adapted to $look by ADVENT (entropy + adversarial on self-information)"
+  ship "pixelda$sfx" "baseline: PixelDA generator sim -> $look (image + noise), trained with its task segmenter"
+  "$G" pretrained add "segmenter_pixelda$sfx" "$RUNS/pixelda$sfx.segmenter.pt" --command "$(cat "$RUNS/pixelda$sfx.command")" \
+    --description "baseline: the task segmenter trained on PixelDA images of $look (written by the pixelda run)"
+  ship "cyclegan_masked$sfx" "mask-aware CycleGAN goggles $look -> sim: cycle and identity losses weighted inside and outside object masks"
+  # the policy trains through the shipped generator, whose manifest entry ties it to the look
+  train "policy_pixelda$sfx" goggles train-policy --profile sim --refiner "pretrained:pixelda$sfx" \
+    --out "$RUNS/policy_pixelda$sfx.pt"
+  "$G" pretrained add "policy_pixelda$sfx" "$RUNS/policy_pixelda$sfx.best.pt" \
+    --command "$(cat "$RUNS/policy_pixelda$sfx.command")" \
+    --description "baseline: image policy trained on sim frames generated for $look by pretrained:pixelda$sfx"
+done
 "$G" pretrained list

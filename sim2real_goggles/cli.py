@@ -210,6 +210,40 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON only")
 
     p = sub.add_parser(
+        "seg-table",
+        help="segmentation table: sem_miou per class of every adaptation method (goggles, DANN, ADVENT, ...)",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Examples:
+              goggles seg-table --looks real_lab,real_office --n 500 --out runs/segtable
+              goggles seg-table --looks real_lab --methods no_adaptation,dann \\
+                  --checkpoint dann:real_lab=runs/segmenter_dann.pt --out runs/segtable_dann
+
+            Rows: no_adaptation (the sim segmenter on the real frames), cyclegan, vr_goggles and
+            cyclegan_masked (the sim segmenter behind the translator trained on the look), dann,
+            advent and pixelda (adapted segmenters on the real frames), sim_on_sim (upper
+            bound). Every row of a look is judged on the same paired frames of held-apart rooms
+            (those of eval-translator). Checkpoints are the shipped ones for each look unless
+            given with --checkpoint METHOD:LOOK=CKPT. Writes OUT/segmentation.json and .md."""
+        ),
+    )
+    p.add_argument("--looks", type=_csv, default=["real_lab", "real_office"], help="comma-separated profiles")
+    p.add_argument("--n", type=int, default=500, help="paired frames per look")
+    p.add_argument("--seed", type=int, default=200_000, help="first room seed")
+    p.add_argument("--methods", type=_csv, default=None, help="only these rows, comma-separated (default: all)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="METHOD:LOOK=CKPT",
+        help="translator (goggles rows) or segmenter (dann, advent, pixelda) of one cell",
+    )
+    p.add_argument("--segmenter", default="pretrained:segmenter", help="the sim segmenter of the other rows")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+
+    p = sub.add_parser(
         "transfer-table",
         help="success of the sim-trained policy in real-like looks: no goggles, CycleGAN, VR-Goggles, ...",
         formatter_class=fmt,
@@ -219,9 +253,10 @@ def _parser() -> argparse.ArgumentParser:
               goggles transfer-table --looks real_lab,real_office --episodes 200 --out transfer
               goggles transfer-table --looks my_camera.yaml --translator vr_goggles:my_camera=runs/vr.pt
 
-            Rows: sim_on_sim (upper bound), no_goggles, cyclegan, vr_goggles, domain_randomization
-            and simgan (the shipped baseline policies, or --policy-dr / --policy-simgan); columns:
-            the looks. --reuse OLD/transfer.json takes cells already measured with the same
+            Rows: sim_on_sim (upper bound), no_goggles, cyclegan, vr_goggles, cyclegan_masked
+            (the mask-aware CycleGAN goggles), domain_randomization, simgan and pixelda (the
+            shipped baseline policies, or --policy-dr / --policy-simgan / --policy-pixelda);
+            columns: the looks. --reuse OLD/transfer.json takes cells already measured with the same
             policy, translator, episodes and seed from an earlier run. Translators are the
             shipped ones trained on each look (by method and real domain in the manifest) unless
             given with --translator METHOD:LOOK=CKPT. Writes OUT/transfer.json, transfer.md and
@@ -244,6 +279,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="[LOOK=]CKPT",
         help="policy trained on SimGAN-refined frames (row simgan; default: the shipped one whose refiner "
         "was trained on the look)",
+    )
+    p.add_argument(
+        "--policy-pixelda",
+        action="append",
+        default=[],
+        metavar="[LOOK=]CKPT",
+        help="policy trained on PixelDA-generated frames (row pixelda; default: the shipped one whose "
+        "generator was trained on the look)",
     )
     p.add_argument(
         "--reuse",
@@ -309,6 +352,8 @@ def _parser() -> argparse.ArgumentParser:
             """\
             Example:
               goggles train-segmenter --domain sim --out runs/segmenter.pt
+              goggles train-segmenter --adapt dann --real real_lab --out runs/segmenter_dann.pt
+              goggles train-segmenter --adapt advent --real real_lab --out runs/segmenter_advent.pt
 
             Evaluates the trained segmenter, untranslated, on --eval-looks (held-out rooms):
             its sem_miou on the real-like looks is the reality gap the goggles must close."""
@@ -330,6 +375,21 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of each batch with randomised appearance (0.75: the robust labeller of vr_goggles)",
     )
+    p.add_argument(
+        "--adapt",
+        choices=["dann", "advent"],
+        help="adaptation baseline: DANN (gradient reversal) or ADVENT (entropy + adversarial on "
+        "self-information), with unlabelled frames of --real",
+    )
+    p.add_argument("--real", help="unlabelled target domain of --adapt (profile, image folder or bag)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any field of SegmenterConfig (training/segmenter.py), e.g. lambda_dann=0.3",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only")
 
     p = sub.add_parser(
@@ -344,7 +404,9 @@ def _parser() -> argparse.ArgumentParser:
                   --labeller runs/labeller.pt --real real_lab --out runs/vr.pt
               goggles train-translator --method vr_goggles --segmenter runs/segmenter.pt \
                   --labeller runs/labeller.pt --real real_lab --out runs/vr.pt --resume
+              goggles train-translator --method cyclegan --mask-loss --real real_lab --out runs/cyclegan_masked.pt
               goggles train-translator --method simgan --sim sim --real real_lab --out runs/simgan.pt
+              goggles train-translator --method pixelda --sim sim --real real_lab --out runs/pixelda.pt
               goggles train-translator --method distill --teacher pretrained:vr_goggles --real real_lab \
                   --out runs/vr_goggles_fast.pt
               torchrun --nproc_per_node 2 -m sim2real_goggles.training --method cyclegan --out runs/cg.pt
@@ -355,10 +417,12 @@ def _parser() -> argparse.ArgumentParser:
             process trains the same networks on its own batches (gradients averaged: gloo on
             CPU, nccl on CUDA); rank 0 writes the checkpoint. On CUDA, AMP (fp16) is on unless
             --set amp=false. distill copies a trained translator (--teacher) into a smaller
-            batch-norm student for fast inference (recipe config/training/distill.yaml)."""
+            batch-norm student for fast inference (recipe config/training/distill.yaml).
+            pixelda trains a sim->real generator with its task segmenter, written as
+            OUT.segmenter.pt (the pixelda row of goggles seg-table)."""
         ),
     )
-    p.add_argument("--method", choices=["cyclegan", "vr_goggles", "simgan", "distill"], required=True)
+    p.add_argument("--method", choices=["cyclegan", "vr_goggles", "simgan", "pixelda", "distill"], required=True)
     p.add_argument("--out", type=Path, required=True, help="checkpoint path (the generator + training state)")
     p.add_argument("--recipe", type=Path, default=None, help="YAML recipe (default: config/training/<method>.yaml)")
     p.add_argument("--real", default=None, help="real domain: profile name/path or image folder")
@@ -367,6 +431,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None, help="translator to copy (distill)")
     p.add_argument(
         "--labeller", default=None, help="appearance-robust segmenter giving pseudo-labels on real images (vr_goggles)"
+    )
+    p.add_argument(
+        "--mask-loss",
+        action="store_const",
+        const=True,
+        default=None,
+        help="mask-aware CycleGAN: cycle and identity losses weighted inside and outside the object "
+        "masks (sim: the simulator's; real: the labeller's), so small objects survive",
     )
     p.add_argument("--arch", choices=["compact", "resnet9"], default=None)
     p.add_argument("--iterations", type=int, default=None)
@@ -795,20 +867,24 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _train_segmenter(args: argparse.Namespace) -> int:
+    from sim2real_goggles.training.base import config_from_overrides
     from sim2real_goggles.training.segmenter import SegmenterConfig, train_segmenter
 
-    cfg = SegmenterConfig(
-        domain=args.domain,
-        image_size=args.size,
-        frames=args.frames,
-        iterations=args.iterations,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        eval_looks=tuple(args.eval_looks),
-        eval_frames=args.eval_frames,
-        augment=args.augment,
-    )
+    given = {
+        "domain": args.domain,
+        "image_size": args.size,
+        "frames": args.frames,
+        "iterations": args.iterations,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "eval_looks": tuple(args.eval_looks),
+        "eval_frames": args.eval_frames,
+        "augment": args.augment,
+        "adapt": args.adapt or "",
+        "real": args.real or "",
+    }
+    cfg = config_from_overrides(SegmenterConfig, given | _overrides(args.overrides), "segmenter")
     result = train_segmenter(cfg, args.out, progress=not args.json)
     if args.json:
         print(json.dumps(result))
@@ -840,6 +916,7 @@ def _train_translator(args: argparse.Namespace) -> int:
         segmenter=args.segmenter,
         labeller=args.labeller,
         teacher=args.teacher,
+        mask_loss=args.mask_loss,
         arch=args.arch,
         iterations=args.iterations,
         batch_size=args.batch_size,
@@ -859,6 +936,10 @@ def _train_translator(args: argparse.Namespace) -> int:
         from sim2real_goggles.training.distill import DistillTrainer
 
         trainer = DistillTrainer(cfg, args.out, device=str(device))
+    elif args.method == "pixelda":
+        from sim2real_goggles.training.pixelda import PixelDATrainer
+
+        trainer = PixelDATrainer(cfg, args.out, device=str(device))
     else:
         trainer = TranslatorTrainer(cfg, args.out, device=str(device))
     if args.resume:
@@ -1027,16 +1108,38 @@ def _profiles(args: argparse.Namespace) -> int:
     return 0
 
 
-def _transfer_table(args: argparse.Namespace) -> int:
-    from sim2real_goggles.evaluation.transfer import to_markdown, transfer_table, write_outputs
-
-    translators = {}
-    for item in args.translator:
+def _cell_checkpoints(items: list[str], flag: str) -> dict[tuple[str, str], str]:
+    """``METHOD:LOOK=CKPT`` options as {(method, look): ckpt}."""
+    out = {}
+    for item in items:
         key, sep, ckpt = item.partition("=")
         method, colon, look = key.partition(":")
         if not (sep and colon and ckpt):
-            raise SystemExit(f"--translator expects METHOD:LOOK=CKPT, got {item!r}")
-        translators[(method, look)] = ckpt
+            raise SystemExit(f"{flag} expects METHOD:LOOK=CKPT, got {item!r}")
+        out[(method, look)] = ckpt
+    return out
+
+
+def _seg_table(args: argparse.Namespace) -> int:
+    from sim2real_goggles.evaluation.segmentation_table import segmentation_table, to_markdown, write_outputs
+
+    table = segmentation_table(
+        args.looks,
+        n=args.n,
+        seed=args.seed,
+        given=_cell_checkpoints(args.checkpoint, "--checkpoint"),
+        methods=args.methods,
+        segmenter=args.segmenter,
+    )
+    table["outputs"] = write_outputs(table, args.out)
+    print(json.dumps(table) if args.json else to_markdown(table))
+    return 0
+
+
+def _transfer_table(args: argparse.Namespace) -> int:
+    from sim2real_goggles.evaluation.transfer import to_markdown, transfer_table, write_outputs
+
+    translators = _cell_checkpoints(args.translator, "--translator")
     reuse = []
     for path in args.reuse:
         try:
@@ -1052,6 +1155,7 @@ def _transfer_table(args: argparse.Namespace) -> int:
         translators=translators,
         policy_dr=_policy_option(args.policy_dr, "--policy-dr"),
         policy_simgan=_policy_option(args.policy_simgan, "--policy-simgan"),
+        policy_pixelda=_policy_option(args.policy_pixelda, "--policy-pixelda"),
         reuse=reuse,
         methods=args.methods,
     )
@@ -1181,6 +1285,7 @@ _COMMANDS = {
     "train-translator": _train_translator,
     "train-policy": _train_policy,
     "transfer-table": _transfer_table,
+    "seg-table": _seg_table,
     "eval-translator": _eval_translator,
     "export": _export,
     "translate": _translate,

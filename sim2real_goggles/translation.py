@@ -24,7 +24,7 @@ from sim2real_goggles.inference import make_runner
 from sim2real_goggles.models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from sim2real_goggles.models.networks import SIZE_MULTIPLE
 
-GENERATOR_ARCHS = ("resnet9", "compact")
+GENERATOR_ARCHS = ("resnet9", "compact", "pixelda")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -116,10 +116,14 @@ def test_baseline_policies_are_found_per_look_in_the_manifest():
             "domains": {"train": "sim", "refiner": "pretrained:simgan_office"},
         },
         "policy_dr": {"method": "bc_dagger", "domains": {"train": "randomized", "family": "randomized: ..."}},
+        "pixelda": {"method": "pixelda", "direction": "sim->real", "domains": {"real": "real_lab", "sim": "sim"}},
+        "policy_pixelda": {"method": "bc_dagger", "domains": {"train": "sim", "refiner": "pretrained:pixelda"}},
     }
     assert shipped_policy("simgan", "real_lab", manifest) == "pretrained:policy_simgan"
     assert shipped_policy("simgan", "real_office", manifest) == "pretrained:policy_simgan_office"
     assert shipped_policy("simgan", "my_camera", manifest) is None
+    assert shipped_policy("pixelda", "real_lab", manifest) == "pretrained:policy_pixelda"
+    assert shipped_policy("pixelda", "real_office", manifest) is None
     assert shipped_policy("domain_randomization", "real_office", manifest) == "pretrained:policy_dr"
     del manifest["policy_dr"]
     assert shipped_policy("domain_randomization", "real_lab", manifest) is None
@@ -145,7 +149,7 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
     }
     vr = next(c for c in table["cells"] if c["method"] == "vr_goggles")
     assert vr["translator"] == "pretrained:vr_goggles" and vr["episodes"] == 2  # found in the manifest
-    assert {m["method"] for m in table["missing"]} == {"domain_randomization", "simgan"}
+    assert {m["method"] for m in table["missing"]} == {"domain_randomization", "simgan", "pixelda", "cyclegan_masked"}
     md = (out / "transfer.md").read_text()
     assert "| vr_goggles |" in md and "real_lab" in md
     assert json.loads((out / "transfer.json").read_text())["episodes"] == 2
@@ -162,7 +166,7 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
     assert not by["simgan"].get("reused") and by["simgan"]["policy"] == str(policy)
     first = {c["method"]: c for c in table["cells"]}
     assert by["vr_goggles"]["success_rate"] == first["vr_goggles"]["success_rate"]
-    assert {m["method"] for m in second["missing"]} == {"domain_randomization"}
+    assert {m["method"] for m in second["missing"]} == {"domain_randomization", "pixelda", "cyclegan_masked"}
 
     # Only some rows: the others are neither run nor listed.
     rows = [*args[:-1], str(tmp_path / "rows"), "--json", "--methods", "vr_goggles,domain_randomization"]

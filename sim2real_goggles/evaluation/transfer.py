@@ -6,14 +6,15 @@ interval) over the same fixed-seed rooms for every cell. Methods:
 - ``sim_on_sim``: the policy in the sim look it was trained in (upper bound; one value, shown in
   every column);
 - ``no_goggles``: the policy straight on the real-like camera;
-- ``cyclegan`` / ``vr_goggles``: the policy behind a real→sim translator trained *for that look*
-  by the same recipe (found in the shipped manifest by method and real domain, or given with
-  ``--translator METHOD:LOOK=CKPT``);
-- ``domain_randomization`` / ``simgan``: policies trained differently, straight on the camera:
-  the shipped DR policy (trained on the ``randomized`` family, which holds neither evaluation
-  look) for every look, and the shipped SimGAN-refined policy whose refiner was trained on that
-  look (found through the refiner's manifest entry); or given with ``--policy-dr`` /
-  ``--policy-simgan`` (``CKPT`` for every look, ``LOOK=CKPT`` for one).
+- ``cyclegan`` / ``vr_goggles`` / ``cyclegan_masked``: the policy behind a real→sim translator
+  trained *for that look* by the same recipe (found in the shipped manifest by method and real
+  domain, or given with ``--translator METHOD:LOOK=CKPT``);
+- ``domain_randomization`` / ``simgan`` / ``pixelda``: policies trained differently, straight on
+  the camera: the shipped DR policy (trained on the ``randomized`` family, which holds neither
+  evaluation look) for every look, and the shipped policies trained through a SimGAN refiner or
+  a PixelDA generator trained on that look (found through the refiner's manifest entry); or
+  given with ``--policy-dr`` / ``--policy-simgan`` / ``--policy-pixelda`` (``CKPT`` for every
+  look, ``LOOK=CKPT`` for one).
 
 A cell with no checkpoint for it is reported as missing, never guessed. Cells run in parallel
 processes; per-frame latency of each method (translator + policy) is measured on the side. With
@@ -32,8 +33,19 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("sim_on_sim", "no_goggles", "cyclegan", "vr_goggles", "domain_randomization", "simgan")
-TRANSLATOR_METHODS = ("cyclegan", "vr_goggles")
+METHODS = (
+    "sim_on_sim",
+    "no_goggles",
+    "cyclegan",
+    "vr_goggles",
+    "cyclegan_masked",
+    "domain_randomization",
+    "simgan",
+    "pixelda",
+)
+TRANSLATOR_METHODS = ("cyclegan", "vr_goggles", "cyclegan_masked")
+REFINED_POLICY_METHODS = ("simgan", "pixelda")
+"""Rows of policies trained through a sim->real refiner of that manifest method."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +75,8 @@ POLICY_METHODS = ("bc_dagger",)
 
 def shipped_policy(method: str, look: str, manifest: dict[str, Any] | None = None) -> str | None:
     """``pretrained:NAME`` of a shipped baseline policy for ``look``: ``domain_randomization``
-    (trained on the ``randomized`` family; any look) or ``simgan`` (trained through a refiner
-    whose manifest entry says it was trained on ``look``)."""
+    (trained on the ``randomized`` family; any look), ``simgan`` or ``pixelda`` (trained through
+    a refiner of that method whose manifest entry says it was trained on ``look``)."""
     from sim2real_goggles.pretrained import PREFIX, load_manifest
 
     manifest = load_manifest() if manifest is None else manifest
@@ -75,9 +87,9 @@ def shipped_policy(method: str, look: str, manifest: dict[str, Any] | None = Non
         if method == "domain_randomization" and str(domains.get("train", "")).startswith("randomized"):
             return f"pretrained:{name}"
         refiner = str(domains.get("refiner") or "")
-        if method == "simgan" and refiner.startswith(PREFIX):
+        if method in REFINED_POLICY_METHODS and refiner.startswith(PREFIX):
             ref = manifest.get(refiner[len(PREFIX) :]) or {}
-            if ref.get("method") == "simgan" and (ref.get("domains") or {}).get("real") == look:
+            if ref.get("method") == method and (ref.get("domains") or {}).get("real") == look:
                 return f"pretrained:{name}"
     return None
 
@@ -94,6 +106,7 @@ def plan_cells(
     policy_dr: str | dict[str, str] | None = None,
     policy_simgan: str | dict[str, str] | None = None,
     methods: list[str] | None = None,
+    policy_pixelda: str | dict[str, str] | None = None,
 ) -> tuple[list[Cell], list[dict[str, str]]]:
     """The cells to run, and the ones that cannot run (with the reason); only the rows of
     ``methods`` when given."""
@@ -111,7 +124,8 @@ def plan_cells(
                 missing.append({"method": method, "look": name, "why": f"no {method} translator trained on {name}"})
             else:
                 cells.append(Cell(method, name, policy, ckpt, look))
-        for method, given in (("domain_randomization", policy_dr), ("simgan", policy_simgan)):
+        baselines = (("domain_randomization", policy_dr), ("simgan", policy_simgan), ("pixelda", policy_pixelda))
+        for method, given in baselines:
             other = _per_look(given, name) or shipped_policy(method, name)
             if other is None:
                 missing.append({"method": method, "look": name, "why": f"no {method} policy for {name}"})
@@ -165,10 +179,11 @@ def transfer_table(
     device: str = "cpu",
     reuse: list[dict[str, Any]] | None = None,
     methods: list[str] | None = None,
+    policy_pixelda: str | dict[str, str] | None = None,
 ) -> dict[str, Any]:
     from sim2real_goggles.appearance.profile import load_profile
 
-    cells, missing = plan_cells(looks, policy, translators, policy_dr, policy_simgan, methods)
+    cells, missing = plan_cells(looks, policy, translators, policy_dr, policy_simgan, methods, policy_pixelda)
     earlier = {
         _cell_key(r): r
         for table in reuse or []

@@ -58,13 +58,15 @@ class ResNet9Generator(nn.Module):
     :param outer_kernel: kernel of the first and last convolutions (7 in the reference).
     """
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, norm: Norm = "instance", outer_kernel: int = 7):
+    def __init__(
+        self, ngf: int = 64, n_blocks: int = 9, norm: Norm = "instance", outer_kernel: int = 7, in_channels: int = 3
+    ):
         super().__init__()
         bias = norm == "instance"
         pad = outer_kernel // 2
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(pad),
-            nn.Conv2d(3, ngf, outer_kernel, bias=bias),
+            nn.Conv2d(in_channels, ngf, outer_kernel, bias=bias),
             _norm(norm, ngf),
             nn.ReLU(inplace=True),
         ]
@@ -107,6 +109,32 @@ class CompactGenerator(ResNet9Generator):
 
     def __init__(self, ngf: int = 16, n_blocks: int = 6, norm: Norm = "instance"):
         super().__init__(ngf=ngf, n_blocks=n_blocks, norm=norm, outer_kernel=3)
+
+
+class PixelDAGenerator(nn.Module):
+    """PixelDA's sim->real generator (Bousmalis et al., CVPR 2017): image *and* noise in. The
+    noise vector ``z`` is projected to ``noise_channels`` values broadcast over the image and
+    concatenated to it, then the compact generator layout maps the result to an image.
+
+    ``G(x)`` alone uses ``z = 0``, the mean of the uniform(-1, 1) training noise, so the network
+    is a deterministic translator for :class:`~sim2real_goggles.translation.Translator` (and
+    policy training through ``--refiner``); training passes random ``z``.
+
+    :param noise_dim: length of ``z``.
+    :param noise_channels: channels ``z`` is projected to.
+    """
+
+    def __init__(self, ngf: int = 16, n_blocks: int = 6, noise_dim: int = 10, noise_channels: int = 4):
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.project = nn.Linear(noise_dim, noise_channels)
+        self.body = ResNet9Generator(ngf, n_blocks, "instance", outer_kernel=3, in_channels=3 + noise_channels)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        if z is None:
+            z = x.new_zeros(x.shape[0], self.noise_dim)
+        n = self.project(z)[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+        return self.body(torch.cat([x, n], dim=1))
 
 
 class PatchGANDiscriminator(nn.Module):
@@ -172,13 +200,18 @@ class SegmenterNet(nn.Module):
         """Bottleneck features (for fd_seg, the Fréchet distance of segmenter features)."""
         return self.enc3(self.pool(self.enc2(self.pool(self.enc1(x)))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and the intermediate features by stage name (enc1, enc2, enc3 = the
+        bottleneck, dec2, dec1 = what the head reads); DANN adapts some of them."""
         e1 = self.enc1(x)
         e2 = self.enc2(self.pool(e1))
         e3 = self.enc3(self.pool(e2))
         d2 = self.dec2(torch.cat([self.up(e3), e2], dim=1))
         d1 = self.dec1(torch.cat([self.up(d2), e1], dim=1))
-        return self.head(d1)
+        return self.head(d1), {"enc1": e1, "enc2": e2, "enc3": e3, "dec2": d2, "dec1": d1}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
 
 
 class PolicyNet(nn.Module):
@@ -256,6 +289,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "resnet9": ResNet9Generator,
     "compact": CompactGenerator,
+    "pixelda": PixelDAGenerator,
     "patchgan": PatchGANDiscriminator,
     "segmenter": SegmenterNet,
     "policy_cnn": PolicyNet,

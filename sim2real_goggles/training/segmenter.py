@@ -3,6 +3,18 @@
 The segmenter is the frozen judge of translation quality (sem_miou) and the teacher of the
 VR-Goggles semantic loss, so it is trained on the *sim* look only. Evaluating it on the
 real-like looks, untranslated, measures the reality gap the goggles have to close.
+
+``adapt`` trains the same network as a baseline that adapts the *segmenter* instead of the
+image (labelled sim frames + unlabelled frames of ``real``; training/adapt.py):
+
+* ``dann``: a domain classifier per feature stage in ``dann_levels`` reads the features through a
+  gradient-reversal layer (weight ``lambda_dann``, DANN's ramp after ``adapt_warmup``);
+* ``advent``: the direct entropy loss on real predictions (``lambda_entropy``) plus the
+  adversarial loss on weighted self-information maps (``lambda_adv``, discriminator Adam at
+  ``disc_lr``), both switched on after ``adapt_warmup`` iterations.
+
+Sim and real frames go through the network as one batch, so batch norm keeps statistics of
+both looks.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from sim2real_goggles.appearance.profile import CLASS_NAMES, IGNORE_ID
@@ -22,7 +35,17 @@ from sim2real_goggles.data.domains import load_arrays
 from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou, rounded
 from sim2real_goggles.models.checkpoint import save_checkpoint
 from sim2real_goggles.models.networks import SegmenterNet, to_tensor
+from sim2real_goggles.training.adapt import (
+    DomainClassifier,
+    dann_scale,
+    domain_loss,
+    entropy_loss,
+    grad_reverse,
+    self_information,
+)
 from sim2real_goggles.training.augment import appearance_augment
+
+ADAPT_METHODS = ("", "dann", "advent")
 
 
 @dataclass
@@ -45,12 +68,36 @@ class SegmenterConfig:
     """Fraction of each batch whose appearance is randomised (training/augment.py); 0 for the
     sim segmenter that judges translations, 0.75 for the appearance-robust labeller that gives
     VR-Goggles its pseudo-labels on real images."""
+    adapt: str = ""
+    """'' (sim only) | dann | advent: adapt to the unlabelled domain ``real`` (module docstring)."""
+    real: str = ""
+    """Unlabelled target domain of ``adapt`` (profile, image folder or bag)."""
+    adapt_warmup: int = 300
+    """Supervised-only iterations before the adaptation losses start."""
+    lambda_dann: float = 0.1
+    dann_levels: tuple[str, ...] = ("enc3", "dec1")
+    """Feature stages the DANN domain classifiers read (SegmenterNet.forward_features): the
+    bottleneck and the features the class head reads (the U-Net's skips bypass the bottleneck)."""
+    lambda_entropy: float = 0.01
+    lambda_adv: float = 0.01
+    disc_lr: float = 1e-4
     seed: int = 0
     eval_looks: tuple[str, ...] = ("sim", "real_lab", "real_office")
     eval_frames: int = 400
     eval_seed: int = 100_000
     """Evaluation rooms are drawn from seeds far from the training seeds."""
     threads: int = field(default_factory=lambda: torch.get_num_threads())
+
+    def __post_init__(self) -> None:
+        if self.adapt not in ADAPT_METHODS:
+            raise ValueError(f"unknown adaptation {self.adapt!r}: choose one of dann, advent")
+        if self.adapt and not self.real:
+            raise ValueError(f"--adapt {self.adapt} needs --real (the unlabelled target domain)")
+        if self.adapt and self.augment > 0:
+            raise ValueError("--augment and --adapt are separate baselines: give one of them")
+        bad = set(self.dann_levels) - {"enc1", "enc2", "enc3", "dec2", "dec1"}
+        if bad:
+            raise ValueError(f"dann_levels: unknown stage(s) {sorted(bad)} (enc1 enc2 enc3 dec2 dec1)")
 
 
 @torch.no_grad()
@@ -92,35 +139,44 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
     weights = torch.tensor(cfg.class_weights, dtype=torch.float32)
     gen = torch.Generator().manual_seed(cfg.seed)
+    adapter = _Adaptation(cfg, model) if cfg.adapt else None
+    if adapter is not None and adapter.opt_d is None:
+        opt.add_param_group({"params": list(adapter.classifiers.parameters())})
     losses = []
     bar = tqdm(range(cfg.iterations), desc="train-segmenter", disable=not progress)
     model.train()
-    for _ in bar:
+    for it in bar:
         idx = torch.randint(len(x_all), (cfg.batch_size,), generator=gen)
         x = x_all[idx]
         if cfg.augment > 0:
             chosen = torch.rand(len(idx), generator=gen) < cfg.augment
             x = torch.where(chosen[:, None, None, None], appearance_augment(x, y_all[idx], gen), x)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y_all[idx], weight=weights, ignore_index=IGNORE_ID)
+        if adapter is None:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y_all[idx], weight=weights, ignore_index=IGNORE_ID)
+        else:
+            logits, loss = adapter.losses(x, y_all[idx], weights, it, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        if adapter is not None:
+            adapter.discriminator_step()
         losses.append(loss.item())
         if len(losses) % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", **(adapter.postfix() if adapter else {}))
     train_minutes = (time.perf_counter() - t0) / 60
     report = evaluate_segmenter(model, cfg.eval_looks, cfg.eval_frames, cfg.image_size, cfg.eval_seed)
     metadata = {
-        "method": "segmenter_robust" if cfg.augment > 0 else "segmenter",
-        "domains": {"train": cfg.domain},
+        "method": f"segmenter_{cfg.adapt}" if cfg.adapt else "segmenter_robust" if cfg.augment > 0 else "segmenter",
+        "domains": {"train": cfg.domain, **({"real": cfg.real} if cfg.adapt else {})},
         "image_size": cfg.image_size,
         "iterations": cfg.iterations,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "metrics": report,
         "train_minutes": round(train_minutes, 2),
         "final_loss": round(float(np.mean(losses[-50:])), 5),
+        **({"adaptation": adapter.summary()} if adapter else {}),
     }
     save_checkpoint(out, model, "segmenter", arch_kwargs, metadata)
     return {
@@ -128,5 +184,89 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
         "train_minutes": metadata["train_minutes"],
         "final_loss": metadata["final_loss"],
         "first_loss": round(losses[0], 5),
+        **({"adaptation": adapter.summary()} if adapter else {}),
         "eval": report,
     }
+
+
+class _Adaptation:
+    """The DANN or ADVENT terms of one segmenter run (see the module docstring)."""
+
+    def __init__(self, cfg: SegmenterConfig, model: SegmenterNet):
+        self.cfg, self.model = cfg, model
+        images, _ = load_arrays(cfg.real, cfg.frames, cfg.image_size, cfg.seed + 1)
+        self.x_real = to_tensor(images)
+        with torch.no_grad():
+            model.eval()
+            logits, feats = model.forward_features(self.x_real[:1])
+            model.train()
+        levels = cfg.dann_levels if cfg.adapt == "dann" else ("self_information",)
+        channels = {k: v.shape[1] for k, v in feats.items()} | {"self_information": logits.shape[1]}
+        # DANN's classifiers train with the segmenter (the reversal makes it adversarial);
+        # ADVENT's discriminator has its own optimiser and step.
+        self.classifiers = nn.ModuleDict({k: DomainClassifier(channels[k]) for k in levels})
+        self.opt_d = (
+            torch.optim.Adam(self.classifiers.parameters(), lr=cfg.disc_lr, betas=(0.9, 0.99))
+            if cfg.adapt == "advent"
+            else None
+        )
+        self.maps: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.log: dict[str, list[float]] = {}
+
+    def _record(self, key: str, value: torch.Tensor) -> None:
+        self.log.setdefault(key, []).append(float(value.detach()))
+
+    def losses(
+        self, x_sim: torch.Tensor, y_sim: torch.Tensor, weights: torch.Tensor, it: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        b = len(x_sim)
+        x_real = self.x_real[torch.randint(len(self.x_real), (b,), generator=gen)]
+        logits, feats = self.model.forward_features(torch.cat([x_sim, x_real]))
+        loss = F.cross_entropy(logits[:b], y_sim, weight=weights, ignore_index=IGNORE_ID)
+        self._record("seg", loss)
+        self.maps = None
+        if it < cfg.adapt_warmup:
+            return logits[:b], loss
+        if cfg.adapt == "dann":
+            scale = dann_scale((it - cfg.adapt_warmup) / max(1, cfg.iterations - cfg.adapt_warmup))
+            dom = sum(
+                domain_loss(out[:b], real=False) + domain_loss(out[b:], real=True)
+                for out in (self.classifiers[k](grad_reverse(feats[k], scale)) for k in cfg.dann_levels)
+            ) / len(cfg.dann_levels)
+            self._record("domain", dom)
+            loss = loss + cfg.lambda_dann * dom
+        else:
+            ent = entropy_loss(logits[b:])
+            info = self_information(logits)
+            disc = self.classifiers["self_information"]
+            disc.requires_grad_(False)
+            fool = domain_loss(disc(info[b:]), real=False)  # real maps should look like sim ones
+            disc.requires_grad_(True)
+            self._record("entropy_real", ent)
+            self._record("adv", fool)
+            loss = loss + cfg.lambda_entropy * ent + cfg.lambda_adv * fool
+            self.maps = (info[:b].detach(), info[b:].detach())
+        return logits[:b], loss
+
+    def discriminator_step(self) -> None:
+        """ADVENT: one step of the self-information discriminator on this iteration's maps."""
+        if self.opt_d is None or self.maps is None:
+            return
+        disc = self.classifiers["self_information"]
+        sim_maps, real_maps = self.maps
+        loss = 0.5 * (domain_loss(disc(sim_maps), real=False) + domain_loss(disc(real_maps), real=True))
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        self._record("disc", loss)
+
+    def postfix(self) -> dict[str, str]:
+        return {k: f"{np.mean(v[-20:]):.3f}" for k, v in self.log.items() if k != "seg" and v}
+
+    def summary(self) -> dict[str, Any]:
+        """First and last mean of every adaptation loss (50 iterations each)."""
+        return {
+            k: {"first": round(float(np.mean(v[:50])), 5), "last": round(float(np.mean(v[-50:])), 5)}
+            for k, v in self.log.items()
+        }

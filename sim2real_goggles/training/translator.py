@@ -20,6 +20,13 @@ ship), ``G_sr`` the reverse; ``D_sim`` and ``D_real`` are PatchGAN discriminator
   - a shift loss ||G_rs(shift(x_r)) - shift(G_rs(x_r))||_1 on the overlap, for a random integer
     shift of up to ``max_shift_fraction`` of the image, which keeps consecutive video frames
     consistent.
+* ``mask_loss`` (``--mask-loss``, either method): the mask-aware CycleGAN of synthetic retail
+  imagery. The cycle and identity L1 terms are averaged separately inside and outside the
+  object masks (classes ``mask_classes``: obstacles and the target) and weighted
+  ``mask_inside_weight`` and ``mask_outside_weight`` (training/adapt.py ``masked_l1``), so a
+  chair of a few dozen pixels weighs as much as the room around it. Sim masks come from the
+  simulator; real frames have no labels at deployment, so their masks are the classes the
+  labeller (``labeller``, else ``pretrained:labeller``) predicts on them.
 
 Training state (all four networks, optimisers, schedulers, pools, RNG streams) is saved in the
 checkpoint's ``extra`` so ``--resume`` continues exactly where it stopped; the checkpoint's main
@@ -42,6 +49,7 @@ from torch import nn
 from sim2real_goggles.appearance.profile import IGNORE_ID
 from sim2real_goggles.models.checkpoint import load_checkpoint
 from sim2real_goggles.models.networks import PatchGANDiscriminator, build_model
+from sim2real_goggles.training.adapt import masked_l1
 from sim2real_goggles.training.base import (
     AdversarialConfig,
     AdversarialTrainer,
@@ -97,6 +105,15 @@ class TranslatorConfig(AdversarialConfig):
     frozen. Its pseudo-labels then follow the real look as G_sr learns it. Off in the shipped
     recipe: on real_lab it taught the labeller G_sr's obstacles and obstacles vanished
     (config/training/vr_goggles.yaml)."""
+    mask_loss: bool = False
+    """Weigh the cycle and identity terms inside and outside object masks (module docstring)."""
+    mask_classes: tuple[int, ...] = (2, 3)
+    """Classes inside the mask (2 obstacle, 3 target)."""
+    mask_inside_weight: float = 0.5
+    mask_outside_weight: float = 0.5
+    """Weights of the mean L1 inside and outside the masks. Summing to 1, they keep the scale of
+    the plain L1 (equal where the error is uniform) while the object pixels, whatever their
+    number, get half of the weight."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -128,6 +145,10 @@ def load_recipe(path: str | Path, **overrides: Any) -> Any:
         from sim2real_goggles.training.distill import DistillConfig
 
         config_cls = DistillConfig
+    elif method == "pixelda":
+        from sim2real_goggles.training.pixelda import PixelDAConfig
+
+        config_cls = PixelDAConfig
     else:
         config_cls = TranslatorConfig
     names = {f.name for f in fields(config_cls)}
@@ -138,8 +159,9 @@ def load_recipe(path: str | Path, **overrides: Any) -> Any:
         if key not in names:
             raise ValueError(f"option {key!r} does not apply to method {method!r}")
     raw.update(given)
-    if "semantic_class_weights" in raw:
-        raw["semantic_class_weights"] = tuple(raw["semantic_class_weights"])
+    for key in ("semantic_class_weights", "mask_classes", "content_classes", "task_class_weights"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
     return config_cls(**raw)
 
 
@@ -236,12 +258,18 @@ class TranslatorTrainer(AdversarialTrainer):
                 # its own copy (even when the labeller is S itself), trained in place
                 self.labeller = load_checkpoint(cfg.labeller or cfg.segmenter).build(self.device)
                 self.opt_L = torch.optim.Adam(self.labeller.parameters(), lr=cfg.labeller_adapt_lr, betas=(0.9, 0.999))
+        self.mask_labeller: nn.Module | None = None
+        if cfg.mask_loss:
+            if self.labeller is not None and cfg.labeller_adapt_lr == 0:
+                self.mask_labeller = self.labeller
+            else:
+                self.mask_labeller = frozen_network(cfg.labeller or "pretrained:labeller", self.device)
+            self.mask_class_ids = torch.tensor(cfg.mask_classes, device=self.device)
         self.x_real, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed)
         self.x_sim, self.y_sim = load_domain_tensors(cfg.sim, cfg.frames, cfg.image_size, cfg.seed + 1)
-        if cfg.method == "vr_goggles" and self.y_sim is None:
-            raise ValueError(
-                f"{cfg.sim}: vr_goggles needs masks for the sim domain (the semantic cycle uses its labels)"
-            )
+        if (cfg.method == "vr_goggles" or cfg.mask_loss) and self.y_sim is None:
+            why = "the mask loss needs its object masks" if cfg.mask_loss else "the semantic cycle uses its labels"
+            raise ValueError(f"{cfg.sim}: {cfg.method} needs masks for the sim domain ({why})")
         if self.device.type == "cuda":
             # Frames live on the GPU for the whole run: a batch is an index gather there, with no
             # host-to-device copy in the loop (2000 frames of 64x64 take 98 MB per domain).
@@ -274,11 +302,29 @@ class TranslatorTrainer(AdversarialTrainer):
             )
         return terms
 
+    def _reconstruction_losses(self, x_r: torch.Tensor, y_s: torch.Tensor | None, log: dict[str, float]) -> dict:
+        """The L1 of the cycle and identity terms per domain: plain, or masked (``mask_loss``)."""
+        cfg = self.cfg
+        if not cfg.mask_loss:
+            return {"real": F.l1_loss, "sim": F.l1_loss}
+        assert self.mask_labeller is not None and y_s is not None
+        with torch.no_grad():
+            mask_r = torch.isin(self.mask_labeller(x_r).argmax(1), self.mask_class_ids)
+        mask_s = torch.isin(y_s, self.mask_class_ids)
+        log["mask_fraction_real"] = float(mask_r.float().mean())
+        log["mask_fraction_sim"] = float(mask_s.float().mean())
+        w_in, w_out = cfg.mask_inside_weight, cfg.mask_outside_weight
+        return {
+            "real": lambda a, b: masked_l1(a, b, mask_r, w_in, w_out),
+            "sim": lambda a, b: masked_l1(a, b, mask_s, w_in, w_out),
+        }
+
     def step(self) -> dict[str, float]:
         cfg = self.cfg
         x_r, x_s, y_s = self._batch()
         lam_c, lam_i = cfg.lambda_cycle, cfg.lambda_cycle * cfg.identity_weight
         log: dict[str, float] = {}
+        rec_loss = self._reconstruction_losses(x_r, y_s, log)
         # --- generators (discriminators frozen)
         for d in (self.D_sim, self.D_real):
             d.requires_grad_(False)
@@ -290,12 +336,12 @@ class TranslatorTrainer(AdversarialTrainer):
             losses: dict[str, torch.Tensor] = {
                 "G_rs": lsgan_loss(self.D_sim(fake_s), True),
                 "G_sr": lsgan_loss(self.D_real(fake_r), True),
-                "cycle_real": F.l1_loss(rec_r, x_r) * lam_c,  # ||G_sr(G_rs(x_r)) - x_r||
-                "cycle_sim": F.l1_loss(rec_s, x_s) * lam_c,  # ||G_rs(G_sr(x_s)) - x_s||
+                "cycle_real": rec_loss["real"](rec_r, x_r) * lam_c,  # ||G_sr(G_rs(x_r)) - x_r||
+                "cycle_sim": rec_loss["sim"](rec_s, x_s) * lam_c,  # ||G_rs(G_sr(x_s)) - x_s||
             }
             if lam_i > 0:
-                losses["idt_rs"] = F.l1_loss(self.G_rs(x_s), x_s) * lam_i
-                losses["idt_sr"] = F.l1_loss(self.G_sr(x_r), x_r) * lam_i
+                losses["idt_rs"] = rec_loss["sim"](self.G_rs(x_s), x_s) * lam_i
+                losses["idt_sr"] = rec_loss["real"](self.G_sr(x_r), x_r) * lam_i
             if cfg.method == "vr_goggles":
                 assert y_s is not None
                 losses.update(self._semantic_terms(x_r, y_s, fake_s, rec_s, log))
@@ -346,7 +392,7 @@ class TranslatorTrainer(AdversarialTrainer):
     def metadata(self) -> dict[str, Any]:
         cfg = self.cfg
         return {
-            "method": cfg.method,
+            "method": f"{cfg.method}_masked" if cfg.mask_loss else cfg.method,
             "direction": "real->sim",
             "domains": {"real": cfg.real, "sim": cfg.sim},
             "image_size": cfg.image_size,

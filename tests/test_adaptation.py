@@ -1,0 +1,263 @@
+"""Adaptation baselines (issue 9): gradient reversal, entropy, masked L1, DANN / ADVENT segmenter
+training and the mask-aware CycleGAN."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_translator_training import TINY as TINY_GAN  # the tiny CycleGAN settings
+
+from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
+from sim2real_goggles.models.networks import SegmenterNet
+from sim2real_goggles.training.adapt import (
+    DomainClassifier,
+    dann_scale,
+    entropy_loss,
+    grad_reverse,
+    masked_l1,
+    self_information,
+)
+from sim2real_goggles.training.segmenter import SegmenterConfig, train_segmenter
+from sim2real_goggles.training.translator import TranslatorConfig, TranslatorTrainer
+
+
+def test_gradient_reversal_is_identity_forward_and_flips_and_scales_the_gradient():
+    x = torch.randn(3, 4, requires_grad=True)
+    upstream = torch.randn(3, 4)
+    y = grad_reverse(x, 0.3)
+    assert torch.equal(y, x)
+    y.backward(upstream)
+    assert torch.allclose(x.grad, -0.3 * upstream)
+    # composed with a loss: the reversed gradient is the negative of the plain one, scaled
+    w = torch.randn(4)
+    a = torch.randn(2, 4, requires_grad=True)
+    (a * w).sum().backward()
+    plain = a.grad.clone()
+    a.grad = None
+    (grad_reverse(a, 2.0) * w).sum().backward()
+    assert torch.allclose(a.grad, -2.0 * plain)
+
+
+def test_dann_scale_ramps_from_zero_to_one():
+    values = [dann_scale(p) for p in (0.0, 0.1, 0.5, 1.0)]
+    assert values[0] == 0.0
+    assert values == sorted(values) and values[-1] > 0.999
+    assert dann_scale(0.1) == pytest.approx(2 / (1 + math.exp(-1)) - 1)
+
+
+def test_entropy_is_zero_for_one_hot_one_for_uniform_and_minimal_at_one_hot():
+    labels = torch.randint(0, 4, (2, 5, 5))
+    one_hot = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float() * 60.0
+    assert entropy_loss(one_hot).item() == pytest.approx(0.0, abs=1e-6)
+    assert entropy_loss(torch.zeros(2, 4, 5, 5)).item() == pytest.approx(1.0, abs=1e-6)
+    random = torch.randn(2, 4, 5, 5)
+    assert 0.0 < entropy_loss(random).item() < 1.0
+    # the self-information maps sum over classes to the normalised entropy
+    info = self_information(random)
+    assert info.shape == random.shape and (info >= 0).all()
+    p = random.softmax(1)
+    assert torch.allclose(info.sum(1), -(p * p.log()).sum(1) / math.log(4), atol=1e-6)
+    # gradient descent on the entropy sharpens a prediction towards one-hot
+    logits = torch.randn(1, 4, 1, 1, requires_grad=True)
+    before = entropy_loss(logits).item()
+    opt = torch.optim.SGD([logits], lr=1.0)
+    for _ in range(50):
+        opt.zero_grad()
+        entropy_loss(logits).backward()
+        opt.step()
+    assert entropy_loss(logits).item() < 0.1 * before
+
+
+def test_masked_l1_weighs_inside_and_outside_as_documented():
+    target = torch.zeros(1, 3, 4, 4)
+    mask = torch.zeros(1, 4, 4, dtype=torch.bool)
+    mask[0, 0, 0] = True  # one object pixel of 16
+    pred = target.clone()
+    pred[0, :, 0, 0] = 2.0  # error 2 on the object only
+    assert masked_l1(pred, target, mask, 0.5, 0.5).item() == pytest.approx(0.5 * 2.0)
+    assert masked_l1(pred, target, mask, 0.0, 1.0).item() == 0.0
+    # the plain L1 dilutes the same error over the whole image
+    assert torch.nn.functional.l1_loss(pred, target).item() == pytest.approx(2.0 / 16)
+    pred2 = target.clone()
+    pred2[0, :, 1:, :] = 1.0  # error 1 on 12 of the 15 background pixels
+    assert masked_l1(pred2, target, mask, 0.5, 0.5).item() == pytest.approx(0.5 * 12 / 15)
+    assert masked_l1(pred2, target, mask, 3.0, 0.0).item() == 0.0
+    # a uniform error gives the plain L1 when the weights sum to 1; an empty region adds nothing
+    uniform = target + 0.7
+    assert masked_l1(uniform, target, mask, 0.5, 0.5).item() == pytest.approx(0.7)
+    assert masked_l1(uniform, target, torch.zeros_like(mask), 0.5, 0.5).item() == pytest.approx(0.35)
+    assert masked_l1(uniform, target, mask[:, None], 0.5, 0.5).item() == pytest.approx(0.7)
+
+
+def test_domain_classifier_gives_one_logit_per_location():
+    out = DomainClassifier(5, width=8, stages=2)(torch.randn(2, 5, 16, 16))
+    assert out.shape == (2, 1, 4, 4)
+
+
+TINY_SEG = dict(
+    frames=48,
+    iterations=12,
+    batch_size=8,
+    image_size=32,
+    base_channels=8,
+    eval_looks=("real_lab",),
+    eval_frames=16,
+    real="real_lab",
+    adapt_warmup=2,
+    threads=1,
+)
+
+
+@pytest.mark.parametrize(
+    "adapt, weight, losses",
+    [
+        ("dann", "lambda_dann", ("seg", "domain")),
+        ("advent", "lambda_entropy", ("seg", "entropy_real", "adv", "disc")),
+        ("advent", "lambda_adv", ("seg", "entropy_real", "adv", "disc")),
+    ],
+)
+def test_adapted_segmenter_training_runs_and_its_loss_changes_the_weights(tmp_path, adapt, weight, losses):
+    on = train_segmenter(SegmenterConfig(adapt=adapt, **TINY_SEG), tmp_path / "on.pt", progress=False)
+    train_segmenter(SegmenterConfig(adapt=adapt, **TINY_SEG, **{weight: 0.0}), tmp_path / "off.pt", progress=False)
+    assert set(on["adaptation"]) == set(losses)
+    assert on["final_loss"] < on["first_loss"]
+    a, b = load_checkpoint(tmp_path / "on.pt"), load_checkpoint(tmp_path / "off.pt")
+    assert a.arch == "segmenter" and a.metadata["method"] == f"segmenter_{adapt}"
+    assert a.metadata["domains"] == {"train": "sim", "real": "real_lab"}
+    # the same seed and batches: only the adaptation term differs, and it moves the segmenter
+    assert any(not torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    assert a.build() is not None
+
+
+def test_adaptation_config_errors():
+    with pytest.raises(ValueError, match="needs --real"):
+        SegmenterConfig(adapt="dann")
+    with pytest.raises(ValueError, match="unknown adaptation"):
+        SegmenterConfig(adapt="coral", real="real_lab")
+    with pytest.raises(ValueError, match="unknown stage"):
+        SegmenterConfig(adapt="dann", real="real_lab", dann_levels=("enc9",))
+
+
+def test_mask_aware_cyclegan_uses_masked_cycle_and_identity_terms(tmp_path):
+    labeller = save_checkpoint(tmp_path / "lab.pt", SegmenterNet(base=8), "segmenter", {"base": 8})
+    common = dict(method="cyclegan", labeller=str(labeller), iterations=4, **TINY_GAN)
+    masked = TranslatorTrainer(TranslatorConfig(mask_loss=True, **common), tmp_path / "m.pt")
+    plain = TranslatorTrainer(TranslatorConfig(**common), tmp_path / "p.pt")
+    before = {k: v.clone() for k, v in masked.G_rs.state_dict().items()}
+    log_m, log_p = masked.step(), plain.step()
+    # same seed, same batches, same initial weights: the adversarial terms agree, the
+    # reconstruction terms are the masked ones
+    assert log_m["G_rs"] == pytest.approx(log_p["G_rs"])
+    assert 0.0 < log_m["mask_fraction_sim"] < 1.0
+    assert log_m["cycle_sim"] != pytest.approx(log_p["cycle_sim"])
+    x_r, x_s, y_s = plain._batch()  # the next batch of both runs
+    assert torch.equal(x_s, masked._batch()[1])
+    mask = torch.isin(y_s, torch.tensor([2, 3]))
+    with torch.no_grad():
+        rec = masked.G_rs(masked.G_sr(x_s))
+        idt = masked.G_rs(x_s)
+    expected = masked_l1(rec, x_s, mask, 0.5, 0.5).item() * masked.cfg.lambda_cycle
+    fn = masked._reconstruction_losses(x_r, y_s, {})["sim"]
+    assert fn(rec, x_s).item() * masked.cfg.lambda_cycle == pytest.approx(expected)
+    assert fn(idt, x_s).item() != pytest.approx(torch.nn.functional.l1_loss(idt, x_s).item())
+    masked.train(progress=False)
+    assert any(not torch.equal(before[k], masked.G_rs.state_dict()[k]) for k in before)
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    assert ckpt.metadata["method"] == "cyclegan_masked"
+    assert ckpt.metadata["config"]["mask_loss"] is True
+
+
+def test_pmse_ignores_a_uniform_shift_on_the_mask_and_everything_outside_it():
+    from sim2real_goggles.training.pixelda import masked_pmse
+
+    target = torch.zeros(2, 3, 4, 4)
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[:, :2, :2] = True
+    shifted = target + 0.5  # the same colour change everywhere
+    assert masked_pmse(shifted, target, mask).item() == pytest.approx(0.0, abs=1e-7)
+    outside = target.clone()
+    outside[:, :, 3, 3] = 5.0  # any change off the mask is free
+    assert masked_pmse(outside, target, mask).item() == pytest.approx(0.0, abs=1e-7)
+    shape = target.clone()
+    shape[:, :, 0, 0] = 1.0  # one of the 4 masked pixels changes: d = 1 on 3 of 12 values
+    assert masked_pmse(shape, target, mask).item() == pytest.approx(3 / 12 - (3 / 12) ** 2)
+    assert masked_pmse(shape, target, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_pixelda_trains_generator_discriminator_and_task_segmenter_and_resumes(tmp_path):
+    from sim2real_goggles.training.pixelda import PixelDAConfig, PixelDATrainer
+    from sim2real_goggles.translation import Translator
+
+    tiny = {k: v for k, v in TINY_GAN.items() if k != "pool_size"}
+    cfg = PixelDAConfig(iterations=6, task_base=8, **tiny)
+    trainer = PixelDATrainer(cfg, tmp_path / "pda.pt")
+    before = {
+        name: {k: v.clone() for k, v in net.state_dict().items()}
+        for name, net in trainer.state_objects().items()
+        if name in ("D", "T")
+    }
+    g_before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    result = trainer.train(progress=False)
+    for name in ("D", "T"):
+        after = trainer.state_objects()[name].state_dict()
+        assert any(not torch.equal(before[name][k], after[k]) for k in after), name
+    assert any(not torch.equal(g_before[k], trainer.G.state_dict()[k]) for k in g_before)
+    assert {"G_adv", "G_task", "content", "T", "D"} <= set(trainer.history[-1])
+    seg = load_checkpoint(result["segmenter"])
+    assert seg.arch == "segmenter" and seg.metadata["method"] == "segmenter_pixelda"
+    assert seg.metadata["domains"] == {"train": "sim", "real": "real_lab"}
+    # the generator is a deterministic sim->real translator (z = 0) for policy training
+    refiner = Translator.load(tmp_path / "pda.pt")
+    frame = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    assert refiner.metadata["direction"] == "sim->real"
+    assert np.array_equal(refiner(frame), refiner(frame)) and refiner(frame).shape == frame.shape
+    # noise changes the generated image
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert not torch.equal(trainer.G(x, torch.ones(1, cfg.noise_dim)), trainer.G(x))
+
+    straight = PixelDATrainer(cfg, tmp_path / "a.pt")
+    straight.train(progress=False)
+    first = PixelDATrainer(cfg, tmp_path / "b.pt")
+    first.train(progress=False, stop_after=3)
+    resumed = PixelDATrainer(cfg, tmp_path / "b.pt")
+    resumed.restore(tmp_path / "b.pt")
+    resumed.train(progress=False)
+    for net in ("G", "T", "D"):
+        a, b = getattr(straight, net).state_dict(), getattr(resumed, net).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), net
+
+
+def test_seg_table_judges_every_row_on_the_same_frames_and_writes_json_and_markdown(tmp_path, capsys):
+    import json
+
+    from sim2real_goggles.cli import main
+
+    out = tmp_path / "seg"
+    args = ["seg-table", "--looks", "real_lab", "--n", "16", "--out", str(out), "--json"]
+    given = [
+        "--checkpoint",
+        "dann:real_lab=pretrained:segmenter",
+        "--checkpoint",
+        "advent:real_lab=pretrained:labeller",
+    ]
+    assert main([*args, "--methods", "no_adaptation,vr_goggles,dann,advent,pixelda,sim_on_sim", *given]) == 0
+    table = json.loads(capsys.readouterr().out)
+    by = {c["method"]: c for c in table["cells"]}
+    assert set(by) == {"no_adaptation", "vr_goggles", "dann", "advent", "sim_on_sim"}
+    assert [m["method"] for m in table["missing"]] == ["pixelda"]
+    assert all(c["n"] == 16 and c["look"] == "real_lab" and c["latency_ms"] > 0 for c in by.values())
+    # the same segmenter on the same frames gives the same numbers, whatever the row
+    assert by["dann"]["sem_miou"] == by["no_adaptation"]["sem_miou"]
+    assert by["dann"]["per_class_iou"] == by["no_adaptation"]["per_class_iou"]
+    assert by["sim_on_sim"]["sem_miou"] > 0.95 and by["no_adaptation"]["sem_miou"] < 0.3
+    assert by["vr_goggles"]["translator"] == "pretrained:vr_goggles"  # found in the manifest
+    assert by["vr_goggles"]["sem_miou"] > by["no_adaptation"]["sem_miou"] + 0.2
+    assert by["advent"]["sem_miou"] != by["dann"]["sem_miou"]
+    md = (out / "segmentation.md").read_text()
+    assert "| dann |" in md and "| real_lab | sem_miou | floor | wall | obstacle | target |" in md
+    assert json.loads((out / "segmentation.json").read_text())["cells"] == table["cells"]
+    assert main([*args, "--methods", "coral"]) == 2
