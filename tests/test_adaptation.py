@@ -231,10 +231,18 @@ def test_pixelda_trains_generator_discriminator_and_task_segmenter_and_resumes(t
         assert all(torch.equal(a[k], b[k]) for k in a), net
 
 
-def test_seg_table_judges_every_row_on_the_same_frames_and_writes_json_and_markdown(tmp_path, capsys):
+def test_seg_table_judges_every_row_on_the_same_frames_and_writes_json_and_markdown(tmp_path, capsys, monkeypatch):
     import json
 
     from sim2real_goggles.cli import main
+    from sim2real_goggles.evaluation import segmentation_table
+
+    # the shipped adapted segmenters are found per method and look ...
+    assert segmentation_table.shipped_segmenter("dann", "real_lab") == "pretrained:segmenter_dann"
+    assert segmentation_table.shipped_segmenter("pixelda", "real_office") == "pretrained:segmenter_pixelda_real_office"
+    assert segmentation_table.shipped_segmenter("advent", "my_camera") is None
+    # ... but here, as if none were shipped: given ones are used, the others reported missing
+    monkeypatch.setattr(segmentation_table, "shipped_segmenter", lambda method, look: None)
 
     out = tmp_path / "seg"
     args = ["seg-table", "--looks", "real_lab", "--n", "16", "--out", str(out), "--json"]

@@ -135,6 +135,13 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
 
     # As if no baseline policy were shipped: their rows are reported missing, never guessed.
     monkeypatch.setattr(transfer, "shipped_policy", lambda method, look, manifest=None: None)
+    # and as if no mask-aware goggles were shipped (the shipped vr_goggles are still found)
+    shipped = transfer.shipped_translator
+    monkeypatch.setattr(
+        transfer,
+        "shipped_translator",
+        lambda method, look: None if method == "cyclegan_masked" else shipped(method, look),
+    )
     policy = _policy_checkpoint(tmp_path / "p.pt")
     out = tmp_path / "transfer"
     args = ["transfer-table", "--looks", "real_lab", "--episodes", "2", "--policy", str(policy), "--out", str(out)]

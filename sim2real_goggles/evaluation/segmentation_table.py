@@ -95,16 +95,22 @@ def plan_rows(
 
 
 def _latency_ms(translator: Any, segmenter: torch.nn.Module, frames: np.ndarray) -> float:
-    """Median cost of one frame (translator, if any, then segmenter), batch 1, ms."""
+    """Median cost of one frame (translator, if any, then segmenter), batch 1, one thread, ms
+    (the first 5 frames are warm-up)."""
     from sim2real_goggles.models.networks import to_tensor
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     times = []
-    with torch.no_grad():
-        for img in frames:
-            t0 = time.perf_counter()
-            x = img if translator is None else translator(img)
-            segmenter(to_tensor(x[None])).argmax(1)
-            times.append(time.perf_counter() - t0)
+    try:
+        with torch.no_grad():
+            for img in frames:
+                t0 = time.perf_counter()
+                x = img if translator is None else translator(img)
+                segmenter(to_tensor(x[None])).argmax(1)
+                times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
     return round(float(np.median(times[5:] or times)) * 1000, 3)
 
 
@@ -157,7 +163,7 @@ def to_markdown(table: dict[str, Any]) -> str:
     lines = [
         f"sem_miou and per-class IoU on {table['n']} paired frames of held-apart rooms per look (seeds from "
         f"{table['seed']}); latency = translator (if any) + segmenter per {table['image_size']}² frame, "
-        "batch 1, on CPU.",
+        "batch 1, one CPU thread.",
     ]
     for look in table["looks"]:
         cells = [c for c in table["cells"] if c["look"] == look]
