@@ -124,6 +124,7 @@ def segmentation_table(
     image_size: int = 64,
 ) -> dict[str, Any]:
     """Evaluate every row of every look on the same paired frames (one render per look)."""
+    from sim2real_goggles.appearance.profile import load_profile
     from sim2real_goggles.models.checkpoint import load_checkpoint
     from sim2real_goggles.training.segmenter import predict
     from sim2real_goggles.translation import Translator
@@ -132,8 +133,6 @@ def segmentation_table(
     cells = []
     frames: dict[str, dict[str, np.ndarray]] = {}
     for look in looks:
-        from sim2real_goggles.appearance.profile import load_profile
-
         frames[load_profile(look).name] = paired_frames(look, "sim", n, seed, image_size)
     for row in rows:
         data = frames[row.look]

@@ -13,7 +13,7 @@ import contextlib
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,11 @@ def config_from_overrides(config_cls: type, overrides: dict[str, Any] | None, wh
         default = known[key].default
         values[key] = type(default)(value) if default is not None else value
     return config_cls(**values)
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """A recipe dataclass as the plain dict a checkpoint's metadata records (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
 
 
 def lr_lambda(iterations: int, decay_start: float):
@@ -296,6 +301,7 @@ def interrupt_on_sigterm():
 __all__ = [
     "AdversarialConfig",
     "AdversarialTrainer",
+    "config_dict",
     "config_from_overrides",
     "frozen_network",
     "load_domain_tensors",

@@ -23,7 +23,7 @@ trainers (training/base.py).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,13 @@ from torch import nn
 from sim2real_goggles.appearance.profile import CLASS_NAMES, IGNORE_ID
 from sim2real_goggles.models.checkpoint import save_checkpoint
 from sim2real_goggles.models.networks import PatchGANDiscriminator, PixelDAGenerator, SegmenterNet
-from sim2real_goggles.training.base import AdversarialConfig, AdversarialTrainer, load_domain_tensors, to_uint8
+from sim2real_goggles.training.base import (
+    AdversarialConfig,
+    AdversarialTrainer,
+    config_dict,
+    load_domain_tensors,
+    to_uint8,
+)
 from sim2real_goggles.training.translator import lsgan_loss
 
 
@@ -158,7 +164,7 @@ class PixelDATrainer(AdversarialTrainer):
             "direction": "sim->real",
             "domains": {"real": cfg.real, "sim": cfg.sim},
             "image_size": cfg.image_size,
-            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+            "config": config_dict(cfg),
         }
 
     @property
@@ -178,7 +184,7 @@ class PixelDATrainer(AdversarialTrainer):
                 "iterations": self.iteration,
                 "generator": str(written),
                 "train_minutes": round(self.train_seconds / 60, 2),
-                "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+                "config": config_dict(cfg),
             }
             save_checkpoint(self.segmenter_path, self.T, "segmenter", self.task_kwargs, meta)
         return written

@@ -20,7 +20,7 @@ both looks.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from sim2real_goggles.training.adapt import (
     self_information,
 )
 from sim2real_goggles.training.augment import appearance_augment
+from sim2real_goggles.training.base import config_dict
 
 ADAPT_METHODS = ("", "dann", "advent")
 
@@ -172,7 +173,7 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
         "domains": {"train": cfg.domain, **({"real": cfg.real} if cfg.adapt else {})},
         "image_size": cfg.image_size,
         "iterations": cfg.iterations,
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "config": config_dict(cfg),
         "metrics": report,
         "train_minutes": round(train_minutes, 2),
         "final_loss": round(float(np.mean(losses[-50:])), 5),

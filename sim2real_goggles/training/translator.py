@@ -36,7 +36,7 @@ resume, AMP and data-parallel ranks live in :mod:`sim2real_goggles.training.base
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from sim2real_goggles.training.adapt import masked_l1
 from sim2real_goggles.training.base import (
     AdversarialConfig,
     AdversarialTrainer,
+    config_dict,
     frozen_network,
     load_domain_tensors,
     lr_lambda,
@@ -396,7 +397,7 @@ class TranslatorTrainer(AdversarialTrainer):
             "direction": "real->sim",
             "domains": {"real": cfg.real, "sim": cfg.sim},
             "image_size": cfg.image_size,
-            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+            "config": config_dict(cfg),
         }
 
     @torch.no_grad()
