@@ -170,6 +170,24 @@ def test_mask_aware_cyclegan_uses_masked_cycle_and_identity_terms(tmp_path):
     assert ckpt.metadata["config"]["mask_loss"] is True
 
 
+def test_mask_aware_cyclegan_resumes_exactly_and_refuses_a_plain_checkpoint(tmp_path):
+    labeller = save_checkpoint(tmp_path / "lab.pt", SegmenterNet(base=8), "segmenter", {"base": 8})
+    cfg = TranslatorConfig(method="cyclegan", labeller=str(labeller), iterations=4, mask_loss=True, **TINY_GAN)
+    straight = TranslatorTrainer(cfg, tmp_path / "a.pt")
+    straight.train(progress=False)
+    first = TranslatorTrainer(cfg, tmp_path / "b.pt")
+    first.train(progress=False, stop_after=2)
+    resumed = TranslatorTrainer(cfg, tmp_path / "b.pt")
+    resumed.restore(tmp_path / "b.pt")
+    resumed.train(progress=False)
+    for name, tensor in straight.G_rs.state_dict().items():
+        assert torch.equal(tensor, resumed.G_rs.state_dict()[name]), name
+    plain = TranslatorTrainer(TranslatorConfig(method="cyclegan", iterations=2, **TINY_GAN), tmp_path / "p.pt")
+    plain.train(progress=False)
+    with pytest.raises(ValueError, match="was trained with cyclegan/compact, not cyclegan_masked"):
+        TranslatorTrainer(cfg, tmp_path / "c.pt").restore(tmp_path / "p.pt")
+
+
 def test_pmse_ignores_a_uniform_shift_on_the_mask_and_everything_outside_it():
     from sim2real_goggles.training.pixelda import masked_pmse
 

@@ -235,7 +235,9 @@ class TranslatorTrainer(AdversarialTrainer):
 
     def __init__(self, cfg: TranslatorConfig, out: str | Path, device: str = "cpu"):
         super().__init__(cfg, out, device)
-        self.method, self.arch = cfg.method, cfg.arch
+        # the method checkpoints record (and --resume checks): the mask-aware variant is its own
+        self.method = f"{cfg.method}_masked" if cfg.mask_loss else cfg.method
+        self.arch = cfg.arch
         self.arch_kwargs = {"ngf": cfg.ngf, "n_blocks": cfg.n_blocks}
         self.G_rs = build_model(cfg.arch, **self.arch_kwargs).to(self.device)
         self.G_sr = build_model(cfg.arch, **self.arch_kwargs).to(self.device)
@@ -393,7 +395,7 @@ class TranslatorTrainer(AdversarialTrainer):
     def metadata(self) -> dict[str, Any]:
         cfg = self.cfg
         return {
-            "method": f"{cfg.method}_masked" if cfg.mask_loss else cfg.method,
+            "method": self.method,
             "direction": "real->sim",
             "domains": {"real": cfg.real, "sim": cfg.sim},
             "image_size": cfg.image_size,
