@@ -3,7 +3,8 @@
 ``ImagePolicy.load("pretrained:policy")`` gives an object that maps an (H, W, 3) uint8 RGB frame
 to one of the env's discrete actions (0 forward, 1 turn left, 2 turn right). Frames of another
 size are resized to the size the policy was trained at. A policy trained with ``frames > 1``
-keeps the last frames itself; :meth:`ImagePolicy.reset` starts a new episode.
+keeps the last frames itself, and one with memory (a recurrent network) its state;
+:meth:`ImagePolicy.reset` starts a new episode.
 
 Actions are drawn from the policy's distribution with a seeded generator (``sample=True``, the
 default: a reactive policy that always takes its most likely action can turn left and right
@@ -52,6 +53,7 @@ class ImagePolicy:
         self.path = path
         self._rng = np.random.default_rng(seed)
         self._stack: deque[np.ndarray] = deque(maxlen=self.frames)
+        self._state: torch.Tensor | None = None
 
     @classmethod
     def load(cls, spec: str | Path, device: str = "auto", sample: bool = True, seed: int = 0) -> ImagePolicy:
@@ -75,8 +77,10 @@ class ImagePolicy:
         )
 
     def reset(self, seed: int | None = None) -> None:
-        """Start a new episode: forget stacked frames; reseed the action sampler if ``seed``."""
+        """Start a new episode: forget stacked frames and memory; reseed the action sampler if
+        ``seed``."""
         self._stack.clear()
+        self._state = None
         if seed is not None:
             self._rng = np.random.default_rng(seed)
 
@@ -91,14 +95,16 @@ class ImagePolicy:
 
     @torch.no_grad()
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:
-        """Action probabilities (3,) for the newest frame (updates the frame stack)."""
+        """Action probabilities (3,) for the newest frame (updates the frame stack and the
+        memory: call once per control step)."""
         frame = self.prepare(rgb)
         if not self._stack:
             self._stack.extend([frame] * self.frames)
         else:
             self._stack.append(frame)
         x = to_tensor(self.network_input()[None]).to(self.device)
-        probs = torch.softmax(self.model(x).float(), dim=1)[0].cpu().numpy().astype(np.float64)
+        logits, self._state = self.model.step(x, self._state)
+        probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy().astype(np.float64)
         if not np.all(np.isfinite(probs)):
             raise FloatingPointError("policy produced non-finite action probabilities")
         return probs

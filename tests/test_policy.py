@@ -66,9 +66,66 @@ def _success(policy_spec, episodes=12, seed=4242):
     return summarize(results)["success_rate"]
 
 
+def test_recurrent_policy_net_steps_as_it_trains():
+    torch.manual_seed(0)
+    net = PolicyNet(width=8, memory=16).eval()
+    x = torch.randn(6, 2, 3, 64, 64)
+    whole = net.forward_sequence(x)
+    state, stepped = None, []
+    for t in range(6):
+        logits, state = net.step(x[t], state)
+        stepped.append(logits)
+    assert torch.allclose(torch.stack(stepped), whole, atol=1e-5)
+    # padding after the end of a shorter episode leaves its steps alone
+    padded = torch.cat([x, torch.zeros(3, 2, 3, 64, 64)])
+    assert torch.allclose(net.forward_sequence(padded)[:6], whole, atol=1e-5)
+    # the memory matters: the same last frame after other frames gives other logits
+    other = x.clone()
+    other[0] = torch.randn(2, 3, 64, 64)
+    assert not torch.allclose(net.forward_sequence(other)[-1], whole[-1])
+    with pytest.raises(TypeError, match="recurrent"):
+        net(x[0])
+    reactive = PolicyNet(width=8).eval()
+    logits, none = reactive.step(x[0])
+    assert none is None and torch.equal(logits, reactive(x[0]))
+    assert torch.allclose(reactive.forward_sequence(x[:2]), torch.stack([reactive(x[0]), reactive(x[1])]))
+
+
+def test_image_policy_with_memory_forgets_at_reset(tmp_path):
+    torch.manual_seed(1)
+    net = PolicyNet(width=8, memory=16)
+    path = save_checkpoint(tmp_path / "m.pt", net, "policy_cnn", {"width": 8, "memory": 16}, {"image_size": 64})
+    frames = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    policy = ImagePolicy.load(path, device="cpu")
+    fresh = policy.probabilities(frames[-1])
+    policy.reset()
+    for f in frames[:-1]:
+        policy.probabilities(f)
+    remembered = policy.probabilities(frames[-1])
+    assert not np.allclose(fresh, remembered)
+    policy.reset()
+    assert np.allclose(policy.probabilities(frames[-1]), fresh)
+
+
+def test_episode_spans_and_padded_batches():
+    from sim2real_goggles.training.policy import episode_spans, sequence_batch
+
+    starts = np.array([1, 0, 0, 1, 1, 0], bool)
+    assert episode_spans(starts) == [(0, 3), (3, 4), (4, 6)]
+    with pytest.raises(ValueError, match="first frame"):
+        episode_spans(np.array([0, 1, 0], bool))
+    obs = np.arange(6, dtype=np.uint8)[:, None, None, None] * np.ones((6, 4, 4, 3), np.uint8)
+    x, valid = sequence_batch(obs, [(0, 3), (3, 4)])
+    assert x.shape == (3, 2, 3, 4, 4)
+    assert valid.tolist() == [[True, True], [True, False], [True, False]]
+    assert torch.equal(x[1, 0], torch.full((3, 4, 4), 1 / 127.5 - 1.0))  # frame 1, in [-1, 1]
+    assert torch.equal(x[0, 1], torch.full((3, 4, 4), 3 / 127.5 - 1.0)) and not x[1:, 1].any()
+
+
 @pytest.mark.slow
-def test_dagger_learns_to_navigate_and_resumes_exactly(tmp_path):
-    cfg = load_policy_recipe(TINY)
+@pytest.mark.parametrize("memory", [0, 16], ids=["reactive", "recurrent"])
+def test_dagger_learns_to_navigate_and_resumes_exactly(tmp_path, memory):
+    cfg = load_policy_recipe({**TINY, "memory": memory})
     trainer = PolicyTrainer(cfg, tmp_path / "full.pt")
     result = trainer.train(progress=False)
     assert result["rounds"] == 2
@@ -80,7 +137,7 @@ def test_dagger_learns_to_navigate_and_resumes_exactly(tmp_path):
     assert trained >= untrained + 0.25, (trained, untrained)
 
     # killed after round 0, resumed: the same weights as the uninterrupted run
-    part = PolicyTrainer(load_policy_recipe({**TINY, "rounds": 0}), tmp_path / "part.pt")
+    part = PolicyTrainer(load_policy_recipe({**TINY, "memory": memory, "rounds": 0}), tmp_path / "part.pt")
     part.train(progress=False)
     resumed = PolicyTrainer(cfg, tmp_path / "part.pt")
     resumed.restore(tmp_path / "part.pt")

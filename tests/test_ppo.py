@@ -66,3 +66,10 @@ def test_recipe_errors():
     with pytest.raises(ValueError, match="must be at least batch_size"):
         PPOConfig(n_envs=1, n_steps=16, batch_size=64)
     assert load_ppo_recipe({"total_timesteps": "500"}).total_timesteps == 500
+
+
+def test_init_from_a_recurrent_policy_is_refused(tmp_path):
+    # SB3's PPO has no memory: warm-starting it from a recurrent policy would drop the GRU
+    memory = save_checkpoint(tmp_path / "gru.pt", PolicyNet(width=16, memory=8), "policy_cnn", {"memory": 8})
+    with pytest.raises(ValueError, match="without memory"):
+        PPOTrainer(PPOConfig(init=str(memory), **(TINY | {"n_envs": 1})), tmp_path / "p.pt")

@@ -120,6 +120,70 @@ def test_policy_node_enable_service_and_bad_messages(policy_ckpt):
         assert "dropped" in node.output()
 
 
+def _counting_policy(path) -> str:
+    """A recurrent policy that drives forward on an episode's first frame and turns left on
+    every later one, whatever it sees: its memory counts the frames since the last reset."""
+    net = PolicyNet(width=8, memory=1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        gru = net.memory
+        gru.bias_ih_l0[1] = 0.0  # update gate z = sigmoid(0) = 0.5
+        gru.bias_ih_l0[2] = 10.0  # candidate tanh(10) = 1: h = 0.5, 0.75, 0.875, ...
+        net.action_head.weight[0, 0] = -20.0  # forward logit 12 - 20 h: 2 at h = 0.5, then < 0
+        net.action_head.bias[0] = 12.0
+    return str(save_checkpoint(path, net, "policy_cnn", {"width": 8, "memory": 1}, {"image_size": 64}))
+
+
+def test_policy_node_forgets_its_memory_at_each_new_episode(tmp_path):
+    params = {"policy": _counting_policy(tmp_path / "count.pt"), "timeout": 5.0, "device": "cpu", "sample": False}
+    with (
+        RosProbe() as ros,
+        NodeProcess(
+            "policy_node", params, ros=ros, subscribes=["image", "episode_event"], publishes=["cmd_vel"]
+        ) as node,
+    ):
+        pub = ros.publisher(Image, "image", SENSOR_QOS)
+        events = ros.publisher(String, "episode_event")
+        stamped = ros.subscribe(TwistStamped, "cmd_vel_stamped")
+        ros.wait_matched(pub)
+        ros.wait_matched(events)
+        ros.wait_matched(stamped)
+
+        def drive(i: int) -> str:
+            """The command the next frame the node acts on gets (best effort: a frame lost on
+            the way is sent again, under a new name, until one is answered)."""
+            names: set[str] = set()
+            for attempt in range(5):
+                msg = _frame(i)
+                msg.header.frame_id = f"cam{i}.{attempt}"
+                names.add(msg.header.frame_id)
+                since = len(stamped.messages)
+                pub.publish(msg)
+                try:
+                    cmd = stamped.wait_for(lambda m: m.header.frame_id in names, 2.0, since=since)
+                except AssertionError:
+                    continue
+                time.sleep(0.2)  # a late answer to an earlier attempt comes before the next step
+                return "forward" if cmd.twist.linear.x > 0 else "turn"
+            raise AssertionError(f"no command for frame {i} in 5 attempts")
+
+        assert [drive(i) for i in range(3)] == ["forward", "turn", "turn"]
+        # mid-episode events and garbage change nothing; a start makes it forget
+        for text in ('{"event": "collision", "episode": 0}', "{not json", ""):
+            events.publish(String(data=text))
+        time.sleep(0.3)
+        assert drive(3) == "turn"
+        events.publish(String(data='{"event": "start", "episode": 1, "seed": 1}'))
+        time.sleep(0.3)
+        assert [drive(i) for i in range(4, 6)] == ["forward", "turn"]
+        events.publish(String(data="start"))  # a plain word from any driver
+        time.sleep(0.3)
+        assert drive(6) == "forward"
+        node.check_alive()
+        assert "not a JSON object" in node.output()
+
+
 def test_policy_node_bad_checkpoint_fails_at_start(tmp_path):
     missing = tmp_path / "nope.pt"
     done = run_to_exit("policy_node", {"policy": str(missing)})

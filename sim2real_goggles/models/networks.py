@@ -218,15 +218,23 @@ class PolicyNet(nn.Module):
     """Image policy: a small convolutional encoder (four stride-2 stages, 64×64 → 4×4) with
     an action head (logits of forward / turn left / turn right) and a value head (for PPO).
 
+    With ``memory > 0`` a GRU of that many units sits between the encoder and the heads, so the
+    action depends on every frame of the episode so far, not on the newest alone: a robot that
+    cannot see the chair can remember which way it has already looked. Such a policy is driven
+    one frame at a time with :meth:`step` (carrying the returned state) or over whole episodes
+    with :meth:`forward_sequence`; :meth:`forward` serves only reactive policies.
+
     :param frames: camera frames stacked along the channels (1: a reactive policy).
     :param num_actions: discrete actions (the env's three).
     :param width: channels of the first convolution (doubled after it).
     :param hidden: units of the fully connected layer.
+    :param memory: units of the recurrent layer (0: none, the action depends on the input alone).
     """
 
-    def __init__(self, frames: int = 1, num_actions: int = 3, width: int = 16, hidden: int = 256):
+    def __init__(self, frames: int = 1, num_actions: int = 3, width: int = 16, hidden: int = 256, memory: int = 0):
         super().__init__()
         self.frames = frames
+        self.memory_size = int(memory)
         self.encoder = nn.Sequential(
             # stride-2 stages keep a far-away chair (a few pixels) visible to the later layers
             nn.Conv2d(3 * frames, width, 5, stride=2, padding=2),
@@ -243,15 +251,44 @@ class PolicyNet(nn.Module):
             nn.Linear(2 * width * 16, hidden),
             nn.ReLU(inplace=True),
         )
-        self.action_head = nn.Linear(hidden, num_actions)
-        self.value_head = nn.Linear(hidden, 1)
+        self.memory = nn.GRU(hidden, self.memory_size) if self.memory_size else None
+        head_in = self.memory_size or hidden
+        self.action_head = nn.Linear(head_in, num_actions)
+        self.value_head = nn.Linear(head_in, 1)
+
+    @property
+    def recurrent(self) -> bool:
+        return self.memory is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Action logits (N, num_actions) for images (N, 3·frames, H, W) in [-1, 1]."""
+        """Action logits (N, num_actions) for images (N, 3·frames, H, W) in [-1, 1] (reactive
+        policies; a recurrent one needs its state: :meth:`step`)."""
+        if self.memory is not None:
+            raise TypeError("a recurrent PolicyNet (memory > 0) acts through step() or forward_sequence()")
         return self.action_head(self.encoder(x))
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
+        if self.memory is not None:
+            raise TypeError("a recurrent PolicyNet (memory > 0) has no state-free value()")
         return self.value_head(self.encoder(x)).squeeze(-1)
+
+    def step(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One control step for N robots: logits (N, num_actions) and the state to pass to the
+        next step (``None`` in, and out, for a reactive policy; ``None`` in starts an episode)."""
+        if self.memory is None:
+            return self(x), None
+        features = self.encoder(x)
+        out, state = self.memory(features[None], state)
+        return self.action_head(out[0]), state
+
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (T, N, num_actions) for N episodes of T frames, (T, N, 3·frames, H, W), each
+        from its first frame (a shorter episode padded at the end is unaffected by the padding)."""
+        steps, n = x.shape[:2]
+        features = self.encoder(x.flatten(0, 1)).unflatten(0, (steps, n))
+        if self.memory is not None:
+            features, _ = self.memory(features)
+        return self.action_head(features)
 
 
 @torch.no_grad()

@@ -11,10 +11,15 @@ Safety: when no fresh image has arrived for ``timeout`` seconds (camera or trans
 cable came loose) the node publishes a zero Twist and logs once; it drives again when images
 return. The ``enable`` service (std_srvs/SetBool) stops the robot (zero Twist) and ignores
 images until enabled again. Non-finite commands are never published.
+
+A new episode (a ``start`` event on ``episode_event``, std_msgs/String: the sim robot's JSON
+events, or the plain word ``start`` from any driver) and every stop make the policy forget its
+stacked frames and memory before its next action, as it did in training.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import threading
@@ -22,6 +27,7 @@ import time
 from typing import Any
 
 from geometry_msgs.msg import Twist, TwistStamped
+from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
 from sim2real_goggles.models.checkpoint import CheckpointError
@@ -54,6 +60,7 @@ class PolicyNode(ImageNode):
         self._lock = threading.Lock()
         self._last_image = time.monotonic()  # the watchdog counts from start-up
         self._stopped = False  # a stop was published and no command since
+        self._new_episode = False  # forget frames and memory before the next action
         super().__init__("policy_node", **kwargs)
 
     def setup(self) -> None:
@@ -79,10 +86,12 @@ class PolicyNode(ImageNode):
             self.policy = ImagePolicy.load(spec, device=device, sample=sample, seed=seed)
         except (CheckpointError, ValueError) as exc:
             raise checkpoint_error(spec, exc) from None
-        guard_finite(self.policy.model, "policy output")
+        # the action head's logits, which reactive and recurrent policies alike compute last
+        guard_finite(self.policy.model.action_head, "policy output")
         self.cmd_pub = self.create_publisher(Twist, "cmd_vel", 10)
         self.stamped_pub = self.create_publisher(TwistStamped, "cmd_vel_stamped", 10)
         self.create_service(SetBool, "enable", self._on_enable)
+        self.create_subscription(String, "episode_event", self._on_episode_event, 10)
         self.create_timer(min(0.05, self.timeout / 4), self._watchdog)
         self.start(hardware_id=str(self.policy.device))
         self.get_logger().info(
@@ -97,6 +106,10 @@ class PolicyNode(ImageNode):
             return self.enabled
 
     def process(self, frame: Frame) -> None:
+        with self._lock:
+            forget, self._new_episode = self._new_episode, False
+        if forget:
+            self.policy.reset()
         action = self.policy.act(frame.rgb)
         v, w = clamp_twist(
             *action_to_twist(action, self.forward_speed, self.turn_rate), self.max_linear, self.max_angular
@@ -124,7 +137,7 @@ class PolicyNode(ImageNode):
         if not self._stopped:
             self._publish(0.0, 0.0)
             self._stopped = True
-            self.policy.reset()
+            self._new_episode = True
             self.get_logger().warning(f"stopping the robot: {reason}")
 
     def _watchdog(self) -> None:
@@ -133,6 +146,19 @@ class PolicyNode(ImageNode):
             if self.enabled and stale > self.timeout:
                 topic = self.resolve_topic_name("image")
                 self._stop(f"no valid image on {topic} for {stale:.2f} s (timeout {self.timeout} s)")
+
+    def _on_episode_event(self, msg: String) -> None:
+        text = msg.data.strip()
+        try:
+            event = json.loads(text).get("event") if text.startswith("{") else text
+        except (ValueError, AttributeError):
+            self.get_logger().warning(
+                f"ignoring an episode_event that is not a JSON object: {text[:80]!r}", throttle_duration_sec=5.0
+            )
+            return
+        if event == "start":
+            with self._lock:
+                self._new_episode = True
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         with self._lock:

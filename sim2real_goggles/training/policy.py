@@ -63,6 +63,11 @@ class PolicyConfig:
     frames: int = 1
     """Camera frames stacked as the network input."""
     width: int = 16
+    memory: int = 0
+    """Units of a recurrent layer (GRU) between the encoder and the action head; 0 for a reactive
+    policy. A recurrent policy trains on whole episodes, ``sequence_batch`` at a time."""
+    sequence_batch: int = 4
+    """Episodes per gradient step of a recurrent policy."""
     expert_episodes: int = 200
     """Round 0: episodes driven by the expert."""
     rounds: int = 6
@@ -93,6 +98,26 @@ def load_policy_recipe(overrides: dict[str, Any] | None = None) -> PolicyConfig:
     return config_from_overrides(PolicyConfig, overrides, "policy")
 
 
+def episode_spans(starts: np.ndarray) -> list[tuple[int, int]]:
+    """(first, end) frame indices of each episode, from per-frame episode-start flags."""
+    first = np.flatnonzero(starts)
+    if len(starts) and (not len(first) or first[0] != 0):
+        raise ValueError("episode data must begin with an episode's first frame")
+    return list(zip(first.tolist(), [*first[1:].tolist(), len(starts)], strict=True))
+
+
+def sequence_batch(obs: np.ndarray, spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Episodes ``spans`` of ``obs`` as one zero-padded network input (T, N, C, H, W) and the
+    (T, N) mask of real frames."""
+    longest = max(b - a for a, b in spans)
+    x = torch.zeros(longest, len(spans), obs.shape[3], obs.shape[1], obs.shape[2])
+    valid = torch.zeros(longest, len(spans), dtype=torch.bool)
+    for j, (a, b) in enumerate(spans):
+        x[: b - a, j] = to_tensor(obs[a:b])
+        valid[: b - a, j] = True
+    return x, valid
+
+
 class PolicyTrainer:
     """Behaviour cloning + DAgger (see the module docstring)."""
 
@@ -104,7 +129,7 @@ class PolicyTrainer:
         self.data_dir = Path(str(self.out) + ".dagger")
         self.device = torch.device(device)
         torch.manual_seed(cfg.seed)
-        self.arch_kwargs = {"frames": cfg.frames, "width": cfg.width}
+        self.arch_kwargs = {"frames": cfg.frames, "width": cfg.width, "memory": cfg.memory}
         self.model = PolicyNet(**self.arch_kwargs).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.rng = np.random.default_rng(cfg.seed)
@@ -123,6 +148,9 @@ class PolicyTrainer:
             self.refiner = Translator.load(cfg.refiner, device=str(self.device))
         self.obs: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
+        self.starts: list[np.ndarray] = []
+        """Per round, True at the first frame of each episode (a recurrent policy trains on
+        whole episodes)."""
         self.episode_looks: list[str] = []
         """Profile name of each training episode driven by this process (not restored)."""
 
@@ -149,7 +177,7 @@ class PolicyTrainer:
         """Drive ``episodes`` episodes, recording every frame with the expert's action."""
         cfg = self.cfg
         learner = ImagePolicy(self.model, cfg.image_size, cfg.frames, self.device, cfg.sample)
-        frames, labels, successes, steps_total = [], [], 0, 0
+        frames, labels, starts, successes, steps_total = [], [], [], 0, 0
         for _ in range(episodes):
             look = self.looks[int(self.rng.integers(len(self.looks)))]
             env = self.env(look)
@@ -160,12 +188,13 @@ class PolicyTrainer:
             expert = Expert(env)
             learner.reset(seed=int(self.rng.integers(2**31)))
             self.model.eval()
-            for _step in range(cfg.max_steps):
+            for step in range(cfg.max_steps):
                 seen = self.view(obs)
                 label = expert.act()
-                action = learner.act(seen)  # also keeps the learner's frame stack current
+                action = learner.act(seen)  # also keeps the learner's frame stack and memory current
                 frames.append(learner.network_input())
                 labels.append(label)
+                starts.append(step == 0)
                 if self.rng.random() < expert_probability:
                     action = label
                 obs, _, terminated, truncated, _ = env.step(action)
@@ -175,13 +204,14 @@ class PolicyTrainer:
                     break
         self.obs.append(np.stack(frames))
         self.actions.append(np.asarray(labels, np.uint8))
-        self._save_round_data(self.round, self.obs[-1], self.actions[-1])
+        self.starts.append(np.asarray(starts, bool))
+        self._save_round_data(self.round, self.obs[-1], self.actions[-1], self.starts[-1])
         return {"rollout_success": successes / max(episodes, 1), "rollout_frames": float(len(frames))}
 
-    def _save_round_data(self, r: int, obs: np.ndarray, actions: np.ndarray) -> None:
+    def _save_round_data(self, r: int, obs: np.ndarray, actions: np.ndarray, starts: np.ndarray) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.data_dir / f".round_{r:02d}.tmp.npz"
-        np.savez_compressed(tmp, obs=obs, actions=actions)
+        np.savez_compressed(tmp, obs=obs, actions=actions, starts=starts)
         tmp.replace(self.data_dir / f"round_{r:02d}.npz")
 
     # ------------------------------------------------------------------ learning
@@ -191,6 +221,8 @@ class PolicyTrainer:
         obs = np.concatenate(self.obs)
         actions = torch.from_numpy(np.concatenate(self.actions).astype(np.int64))
         n = len(obs)
+        if self.model.recurrent:
+            return self._fit_episodes(obs, actions)
         steps = max(1, int(cfg.epochs * n / cfg.batch_size))
         self.model.train()
         losses = []
@@ -205,18 +237,56 @@ class PolicyTrainer:
         self.model.eval()
         return float(np.mean(losses[-max(1, len(losses) // 4) :]))
 
+    def _fit_episodes(self, obs: np.ndarray, actions: torch.Tensor) -> float:
+        """The recurrent policy's ``fit``: each step draws ``sequence_batch`` whole episodes and
+        runs the network over them from their first frame, as it runs on the robot."""
+        cfg = self.cfg
+        spans = episode_spans(np.concatenate(self.starts))
+        steps = max(1, int(cfg.epochs * len(spans) / cfg.sequence_batch))
+        self.model.train()
+        losses = []
+        for _ in range(steps):
+            chosen = [spans[i] for i in self.rng.integers(len(spans), size=cfg.sequence_batch)]
+            x, valid = sequence_batch(obs, chosen)
+            y = torch.zeros(valid.shape, dtype=torch.int64)
+            for j, (a, b) in enumerate(chosen):
+                y[: b - a, j] = actions[a:b]
+            logits = self.model.forward_sequence(x.to(self.device))
+            loss = F.cross_entropy(logits[valid.to(self.device)], y[valid].to(self.device))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        self.model.eval()
+        return float(np.mean(losses[-max(1, len(losses) // 4) :]))
+
+    @torch.no_grad()
+    def predictions(self, obs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The policy's most likely action on each frame, a recurrent one running each episode
+        from its first frame."""
+        self.model.eval()
+        if not self.model.recurrent:
+            return np.concatenate(
+                [
+                    self.model(to_tensor(obs[i : i + 512]).to(self.device)).argmax(1).cpu().numpy()
+                    for i in range(0, len(obs), 512)
+                ]
+            )
+        pred = np.zeros(len(obs), np.int64)
+        spans = episode_spans(starts)
+        for k in range(0, len(spans), 8):
+            chosen = spans[k : k + 8]
+            x, valid = sequence_batch(obs, chosen)
+            best = self.model.forward_sequence(x.to(self.device)).argmax(-1).cpu().numpy()
+            for j, (a, b) in enumerate(chosen):
+                pred[a:b] = best[: b - a, j]
+        return pred
+
     @torch.no_grad()
     def accuracy(self) -> float:
         """Agreement with the expert on the newest round's frames (before training on them)."""
-        obs, actions = self.obs[-1], self.actions[-1]
-        self.model.eval()
-        pred = np.concatenate(
-            [
-                self.model(to_tensor(obs[i : i + 512]).to(self.device)).argmax(1).cpu().numpy()
-                for i in range(0, len(obs), 512)
-            ]
-        )
-        return float((pred == actions).mean())
+        return float((self.predictions(self.obs[-1], self.starts[-1]) == self.actions[-1]).mean())
 
     def evaluate(self) -> float:
         """Success rate over ``eval_episodes`` fixed rooms in the first training look; for the
@@ -324,7 +394,7 @@ class PolicyTrainer:
         torch.set_rng_state(e["torch_rng"])
         self.train_seconds = float(e["train_seconds"])
         self.history = [dict(h) for h in e.get("history", [])]
-        self.obs, self.actions = [], []
+        self.obs, self.actions, self.starts = [], [], []
         for r in range(self.round):
             f = self.data_dir / f"round_{r:02d}.npz"
             if not f.is_file():
@@ -332,6 +402,12 @@ class PolicyTrainer:
             with np.load(f) as data:
                 self.obs.append(data["obs"])
                 self.actions.append(data["actions"])
+                if "starts" in data.files:
+                    self.starts.append(data["starts"])
+                elif self.model.recurrent:
+                    raise ValueError(f"{f}: holds no episode starts, which a recurrent policy trains on")
+                else:  # data of a reactive run from before episode starts were recorded
+                    self.starts.append(np.zeros(len(data["actions"]), bool))
 
     # ------------------------------------------------------------------ loop
     def train(self, progress: bool = True) -> dict[str, Any]:

@@ -161,8 +161,8 @@ class PPOTrainer:
         self.train_seconds = 0.0
         if cfg.init:
             init = load_checkpoint(cfg.init)
-            if init.arch != ARCH or init.arch_kwargs.get("frames", 1) != 1:
-                raise ValueError(f"{cfg.init}: init must be a single-frame {ARCH} checkpoint")
+            if init.arch != ARCH or init.arch_kwargs.get("frames", 1) != 1 or init.arch_kwargs.get("memory", 0):
+                raise ValueError(f"{cfg.init}: init must be a single-frame {ARCH} checkpoint without memory")
             net = PolicyNet(**init.arch_kwargs)
             net.load_state_dict(init.state_dict)
             load_into_sb3(self.model.policy, net)
