@@ -239,3 +239,16 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
     assert [c["method"] for c in third["cells"]] == ["vr_goggles"] and third["cells"][0]["reused"]
     assert third["looks"] == ["real_lab"] and [m["method"] for m in third["missing"]] == ["domain_randomization"]
     assert main([*rows, "--methods", "ppo"]) == 2
+
+
+def test_transfer_plot_draws_only_the_rows_it_has():
+    from sim2real_goggles.evaluation.transfer import plotted_methods
+
+    cell = {"success_rate": 0.5, "ci95": [0.4, 0.6]}
+    some = {"looks": ["real_lab", "real_office"], "cells": [{**cell, "method": "pixelda", "look": "real_office"}]}
+    assert plotted_methods(some) == ["pixelda"]  # no empty slot for an absent sim-on-sim bar
+    some["cells"] += [
+        {**cell, "method": "sim_on_sim", "look": "sim"},
+        {**cell, "method": "vr_goggles", "look": "real_lab"},
+    ]
+    assert plotted_methods(some) == ["sim_on_sim", "vr_goggles", "pixelda"]

@@ -244,6 +244,17 @@ def to_markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plotted_methods(table: dict[str, Any]) -> list[str]:
+    """The rows that have a bar in the plot: those with a cell (sim on sim has its one cell in
+    the sim look, drawn in every look's group), in table order."""
+    cells = {(r["method"], r["look"]) for r in table["cells"]}
+    return [
+        m
+        for m in METHODS
+        if (("sim_on_sim", "sim") in cells if m == "sim_on_sim" else any((m, lk) in cells for lk in table["looks"]))
+    ]
+
+
 def plot(table: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -252,7 +263,7 @@ def plot(table: dict[str, Any], path: Path) -> None:
 
     looks = table["looks"]
     by = {(r["method"], r["look"]): r for r in table["cells"]}
-    methods = [m for m in METHODS if any((m, lk) in by for lk in looks) or (m == "sim_on_sim" and by)]
+    methods = plotted_methods(table)
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(looks) * max(1, len(methods)) / 3, 3.2))
     width = 0.8 / max(1, len(methods))
     for i, method in enumerate(methods):
@@ -282,6 +293,7 @@ def write_outputs(table: dict[str, Any], out: Path) -> dict[str, str]:
 __all__ = [
     "METHODS",
     "plan_cells",
+    "plotted_methods",
     "shipped_policy",
     "shipped_translator",
     "to_markdown",
