@@ -234,7 +234,6 @@ class PolicyNet(nn.Module):
     def __init__(self, frames: int = 1, num_actions: int = 3, width: int = 16, hidden: int = 256, memory: int = 0):
         super().__init__()
         self.frames = frames
-        self.memory_size = int(memory)
         self.encoder = nn.Sequential(
             # stride-2 stages keep a far-away chair (a few pixels) visible to the later layers
             nn.Conv2d(3 * frames, width, 5, stride=2, padding=2),
@@ -251,8 +250,8 @@ class PolicyNet(nn.Module):
             nn.Linear(2 * width * 16, hidden),
             nn.ReLU(inplace=True),
         )
-        self.memory = nn.GRU(hidden, self.memory_size) if self.memory_size else None
-        head_in = self.memory_size or hidden
+        self.memory = nn.GRU(hidden, memory) if memory else None
+        head_in = memory or hidden
         self.action_head = nn.Linear(head_in, num_actions)
         self.value_head = nn.Linear(head_in, 1)
 
