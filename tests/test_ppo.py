@@ -19,23 +19,25 @@ TINY = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=1, total_timesteps=64,
 def bc_checkpoint(tmp_path_factory):
     torch.manual_seed(3)
     return save_checkpoint(
-        tmp_path_factory.mktemp("init") / "bc.pt", PolicyNet(), "policy_cnn", {"frames": 1, "width": 16}
+        tmp_path_factory.mktemp("init") / "bc.pt", PolicyNet(width=8), "policy_cnn", {"frames": 1, "width": 8}
     )
 
 
 def test_init_weights_give_the_same_actions_in_sb3_and_the_runtime(bc_checkpoint, tmp_path):
     trainer = PPOTrainer(PPOConfig(init=str(bc_checkpoint), **(TINY | {"n_envs": 1})), tmp_path / "p.pt")
     try:
+        # The recipe's width gives way to the init checkpoint's (as with pretrained:policy, width 32).
+        assert PPOConfig().width == 16 and trainer.cfg.width == 8
         frames = np.random.default_rng(0).integers(0, 256, size=(4, 64, 64, 3), dtype=np.uint8)
         obs = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # what SB3 feeds after VecTransposeImage
         with torch.no_grad():
             dist = trainer.model.policy.get_distribution(trainer.model.policy.obs_to_tensor(obs.numpy())[0])
             sb3_logits = dist.distribution.logits
-            net = PolicyNet()
+            net = PolicyNet(width=8)
             net.load_state_dict(load_checkpoint(bc_checkpoint).state_dict)
             ref = net(obs / 127.5 - 1.0)
         assert torch.allclose(sb3_logits, torch.log_softmax(ref, 1), atol=1e-4)
-        back = to_policy_net(trainer.model.policy, 16)
+        back = to_policy_net(trainer.model.policy, 8)
         for name, tensor in net.state_dict().items():
             assert torch.equal(tensor, back.state_dict()[name]), name
     finally:

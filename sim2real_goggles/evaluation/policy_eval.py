@@ -36,12 +36,21 @@ class ExpertPolicy:
     """The privileged expert (reads the layout; upper bound and sanity check)."""
 
     name = "expert"
+    scan = False
 
     def reset(self, env: NavToTargetEnv, rng: np.random.Generator) -> None:
-        self._expert = Expert(env)
+        self._expert = Expert(env, scan=self.scan)
 
     def act(self, obs: np.ndarray) -> int:
         return self._expert.act()
+
+
+class ScanningExpertPolicy(ExpertPolicy):
+    """The scanning expert the policy is cloned from (turns left while nothing in view shows
+    the way; :class:`~sim2real_goggles.envs.expert.Expert` ``scan``)."""
+
+    name = "expert_scan"
+    scan = True
 
 
 class RandomPolicy:
@@ -72,11 +81,15 @@ class LearnedPolicy:
         return self.policy.act(obs if self.translator is None else self.translator(obs))
 
 
-POLICIES: dict[str, Callable[[], Policy]] = {"expert": ExpertPolicy, "random": RandomPolicy}
+POLICIES: dict[str, Callable[[], Policy]] = {
+    "expert": ExpertPolicy,
+    "expert_scan": ScanningExpertPolicy,
+    "random": RandomPolicy,
+}
 
 
 def make_policy(spec: str, translator: str | None = None, device: str = "auto") -> Policy:
-    """``expert``, ``random``, or a policy checkpoint (path or ``pretrained:NAME``), optionally
+    """``expert``, ``expert_scan``, ``random``, or a policy checkpoint (path or ``pretrained:NAME``), optionally
     behind a translator checkpoint (the goggles)."""
     if spec in POLICIES:
         if translator:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ class PPOConfig:
     clip_range: float = 0.2
     ent_coef: float = 0.01
     init: str = ""
-    """Policy checkpoint to start from ('' = random weights)."""
+    """Policy checkpoint to start from ('' = random weights); its width replaces ``width``."""
     seed: int = 0
     train_seed: int = 1_000_000
     checkpoint_every: int = 10_000
@@ -132,6 +132,12 @@ class PPOTrainer:
         sb3, _ = _sb3()
         from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+        init = None
+        if cfg.init:
+            init = load_checkpoint(cfg.init)
+            if init.arch != ARCH or init.arch_kwargs.get("frames", 1) != 1 or init.arch_kwargs.get("memory", 0):
+                raise ValueError(f"{cfg.init}: init must be a single-frame {ARCH} checkpoint without memory")
+            cfg = replace(cfg, width=int(init.arch_kwargs.get("width", cfg.width)))  # the network it starts from
         self.cfg, self.out, self.device = cfg, Path(out), device
         self.state_path = Path(str(self.out) + ".sb3.zip")
         thunks = [_make_env(cfg.profile, cfg.image_size) for _ in range(cfg.n_envs)]
@@ -159,10 +165,7 @@ class PPOTrainer:
             },
         )
         self.train_seconds = 0.0
-        if cfg.init:
-            init = load_checkpoint(cfg.init)
-            if init.arch != ARCH or init.arch_kwargs.get("frames", 1) != 1 or init.arch_kwargs.get("memory", 0):
-                raise ValueError(f"{cfg.init}: init must be a single-frame {ARCH} checkpoint without memory")
+        if init is not None:
             net = PolicyNet(**init.arch_kwargs)
             net.load_state_dict(init.state_dict)
             load_into_sb3(self.model.policy, net)
