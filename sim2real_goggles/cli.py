@@ -95,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
             With --translator every camera frame goes through the goggles before the policy."""
         ),
     )
-    p.add_argument("--policy", required=True, help="expert | random | a policy checkpoint (path or pretrained:NAME)")
+    p.add_argument(
+        "--policy", required=True, help="expert | expert_scan | random | a policy checkpoint (path or pretrained:NAME)"
+    )
     p.add_argument("--translator", default=None, help="goggles in front of the policy (checkpoint or pretrained:NAME)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--profile", default="sim", help="look (name or YAML path)")
@@ -253,8 +255,9 @@ def _parser() -> argparse.ArgumentParser:
               goggles transfer-table --looks real_lab,real_office --episodes 200 --out transfer
               goggles transfer-table --looks my_camera.yaml --translator vr_goggles:my_camera=runs/vr.pt
 
-            Rows: sim_on_sim (upper bound), no_goggles, cyclegan, vr_goggles, cyclegan_masked
-            (the mask-aware CycleGAN goggles), domain_randomization, simgan and pixelda (the
+            Rows: sim_on_sim (upper bound), no_goggles, cyclegan, vr_goggles, vr_goggles_distilled
+            (the compact students of the VR-Goggles), cyclegan_masked (the mask-aware CycleGAN
+            goggles), domain_randomization, simgan and pixelda (the
             shipped baseline policies, or --policy-dr / --policy-simgan / --policy-pixelda);
             columns: the looks. --reuse OLD/transfer.json takes cells already measured with the same
             policy, translator, episodes and seed from an earlier run. Translators are the

@@ -210,9 +210,13 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
         ("no_goggles", "real_lab"),
         ("cyclegan", "real_lab"),
         ("vr_goggles", "real_lab"),
+        ("vr_goggles_distilled", "real_lab"),
     }
-    vr = next(c for c in table["cells"] if c["method"] == "vr_goggles")
+    by_method = {c["method"]: c for c in table["cells"]}
+    vr = by_method["vr_goggles"]
     assert vr["translator"] == "pretrained:vr_goggles" and vr["episodes"] == 2  # found in the manifest
+    # the distilled students are listed as method distill in the manifest
+    assert by_method["vr_goggles_distilled"]["translator"] == "pretrained:vr_goggles_fast"
     assert {m["method"] for m in table["missing"]} == {"domain_randomization", "simgan", "pixelda", "cyclegan_masked"}
     md = (out / "transfer.md").read_text()
     assert "| vr_goggles |" in md and "real_lab" in md
@@ -225,8 +229,9 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
     assert main([*again, "--policy-simgan", f"real_lab={policy}"]) == 0
     second = json.loads(capsys.readouterr().out)
     by = {c["method"]: c for c in second["cells"]}
-    assert set(by) == {"sim_on_sim", "no_goggles", "cyclegan", "vr_goggles", "simgan"}
-    assert all(by[m].get("reused") for m in ("sim_on_sim", "no_goggles", "cyclegan", "vr_goggles"))
+    measured = ("sim_on_sim", "no_goggles", "cyclegan", "vr_goggles", "vr_goggles_distilled")
+    assert set(by) == {*measured, "simgan"}
+    assert all(by[m].get("reused") for m in measured)
     assert not by["simgan"].get("reused") and by["simgan"]["policy"] == str(policy)
     first = {c["method"]: c for c in table["cells"]}
     assert by["vr_goggles"]["success_rate"] == first["vr_goggles"]["success_rate"]
@@ -239,6 +244,26 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
     assert [c["method"] for c in third["cells"]] == ["vr_goggles"] and third["cells"][0]["reused"]
     assert third["looks"] == ["real_lab"] and [m["method"] for m in third["missing"]] == ["domain_randomization"]
     assert main([*rows, "--methods", "ppo"]) == 2
+
+    # The policy file retrained under the same name: its cells are measured again, not reused.
+    _policy_checkpoint(policy, seed=1)
+    assert (
+        main(
+            [
+                *args[:-1],
+                str(tmp_path / "new"),
+                "--json",
+                "--methods",
+                "sim_on_sim",
+                "--reuse",
+                str(out / "transfer.json"),
+            ]
+        )
+        == 0
+    )
+    fourth = json.loads(capsys.readouterr().out)
+    assert not fourth["cells"][0].get("reused")
+    assert fourth["cells"][0]["policy_sha256"] != first["sim_on_sim"]["policy_sha256"]
 
 
 def test_transfer_plot_draws_only_the_rows_it_has():

@@ -6,9 +6,10 @@ interval) over the same fixed-seed rooms for every cell. Methods:
 - ``sim_on_sim``: the policy in the sim look it was trained in (upper bound; one value, shown in
   every column);
 - ``no_goggles``: the policy straight on the real-like camera;
-- ``cyclegan`` / ``vr_goggles`` / ``cyclegan_masked``: the policy behind a real→sim translator
-  trained *for that look* by the same recipe (found in the shipped manifest by method and real
-  domain, or given with ``--translator METHOD:LOOK=CKPT``);
+- ``cyclegan`` / ``vr_goggles`` / ``vr_goggles_distilled`` / ``cyclegan_masked``: the policy
+  behind a real→sim translator trained *for that look* by the same recipe (found in the shipped
+  manifest by method and real domain, ``distill`` for the compact students of the VR-Goggles
+  teachers, or given with ``--translator METHOD:LOOK=CKPT``);
 - ``domain_randomization`` / ``simgan`` / ``pixelda``: policies trained differently, straight on
   the camera: the shipped DR policy (trained on the ``randomized`` family, which holds neither
   evaluation look) for every look, and the shipped policies trained through a SimGAN refiner or
@@ -19,7 +20,9 @@ interval) over the same fixed-seed rooms for every cell. Methods:
 A cell with no checkpoint for it is reported as missing, never guessed. Cells run in parallel
 processes; per-frame latency of each method (translator + policy) is measured on the side. With
 ``reuse`` (earlier transfer.json tables), a cell of the same method, look, policy, translator,
-episodes and seed is taken from it instead of run again, and marked ``reused``.
+episodes and seed is taken from it instead of run again, and marked ``reused``. "The same"
+policy and translator means the same files: every cell records the SHA-256 of both, so a cell
+measured with an earlier ``pretrained:policy`` is never taken for the current one.
 """
 
 from __future__ import annotations
@@ -38,12 +41,15 @@ METHODS = (
     "no_goggles",
     "cyclegan",
     "vr_goggles",
+    "vr_goggles_distilled",
     "cyclegan_masked",
     "domain_randomization",
     "simgan",
     "pixelda",
 )
-TRANSLATOR_METHODS = ("cyclegan", "vr_goggles", "cyclegan_masked")
+TRANSLATOR_METHODS = ("cyclegan", "vr_goggles", "vr_goggles_distilled", "cyclegan_masked")
+MANIFEST_METHOD = {"vr_goggles_distilled": "distill"}
+"""Rows whose translators the manifest lists under another method name."""
 REFINED_POLICY_METHODS = ("simgan", "pixelda")
 """Rows of policies trained through a sim->real refiner of that manifest method."""
 
@@ -59,12 +65,14 @@ class Cell:
 
 
 def shipped_translator(method: str, look: str) -> str | None:
-    """``pretrained:NAME`` of a shipped real→sim translator of ``method`` trained on ``look``."""
+    """``pretrained:NAME`` of a shipped real→sim translator of ``method`` (a row name) trained
+    on ``look``."""
     from sim2real_goggles.pretrained import load_manifest
 
+    wanted = MANIFEST_METHOD.get(method, method)
     for name, entry in load_manifest().items():
         domains = entry.get("domains") or {}
-        if entry.get("method") == method and entry.get("direction") == "real->sim" and domains.get("real") == look:
+        if entry.get("method") == wanted and entry.get("direction") == "real->sim" and domains.get("real") == look:
             return f"pretrained:{name}"
     return None
 
@@ -149,7 +157,15 @@ def _run_cell(cell: Cell, episodes: int, seed: int, device: str) -> dict[str, An
     policy = make_policy(cell.policy, translator=cell.translator, device=device)
     t0 = time.perf_counter()
     results = run_episodes(policy, cell.profile, episodes, seed)
-    summary = summarize(results, method=cell.method, look=cell.look, policy=cell.policy, translator=cell.translator)
+    summary = summarize(
+        results,
+        method=cell.method,
+        look=cell.look,
+        policy=cell.policy,
+        translator=cell.translator,
+        policy_sha256=checkpoint_digest(cell.policy),
+        translator_sha256=checkpoint_digest(cell.translator),
+    )
     summary["minutes"] = round((time.perf_counter() - t0) / 60, 2)
     summary["latency_ms"] = _frame_latency_ms(policy)
     return summary
@@ -208,11 +224,36 @@ def transfer_table(
     }
 
 
+def checkpoint_digest(spec: str | None) -> str | None:
+    """SHA-256 of the checkpoint file behind ``spec`` (a path or ``pretrained:NAME``)."""
+    if spec is None:
+        return None
+    from sim2real_goggles.pretrained import resolve, sha256
+
+    return sha256(resolve(spec))
+
+
 def _cell_key(cell: Cell | dict[str, Any]) -> tuple[Any, ...]:
-    """What makes two cells the same experiment (with the same episodes and seed)."""
+    """What makes two cells the same experiment (with the same episodes and seed): method,
+    look, and the policy and translator by name and by file content. A cell recorded without
+    the digests (an older table) matches nothing."""
     if isinstance(cell, Cell):
-        return (cell.method, cell.look, cell.policy, cell.translator)
-    return (cell.get("method"), cell.get("look"), cell.get("policy"), cell.get("translator"))
+        return (
+            cell.method,
+            cell.look,
+            cell.policy,
+            cell.translator,
+            checkpoint_digest(cell.policy),
+            checkpoint_digest(cell.translator),
+        )
+    return (
+        cell.get("method"),
+        cell.get("look"),
+        cell.get("policy"),
+        cell.get("translator"),
+        cell.get("policy_sha256", "unrecorded"),
+        cell.get("translator_sha256", "unrecorded"),
+    )
 
 
 def _cell_text(r: dict[str, Any] | None) -> str:
@@ -292,6 +333,7 @@ def write_outputs(table: dict[str, Any], out: Path) -> dict[str, str]:
 
 __all__ = [
     "METHODS",
+    "checkpoint_digest",
     "plan_cells",
     "plotted_methods",
     "shipped_policy",
