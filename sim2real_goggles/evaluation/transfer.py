@@ -157,15 +157,7 @@ def _run_cell(cell: Cell, episodes: int, seed: int, device: str) -> dict[str, An
     policy = make_policy(cell.policy, translator=cell.translator, device=device)
     t0 = time.perf_counter()
     results = run_episodes(policy, cell.profile, episodes, seed)
-    summary = summarize(
-        results,
-        method=cell.method,
-        look=cell.look,
-        policy=cell.policy,
-        translator=cell.translator,
-        policy_sha256=checkpoint_digest(cell.policy),
-        translator_sha256=checkpoint_digest(cell.translator),
-    )
+    summary = summarize(results, method=cell.method, look=cell.look, policy=cell.policy, translator=cell.translator)
     summary["minutes"] = round((time.perf_counter() - t0) / 60, 2)
     summary["latency_ms"] = _frame_latency_ms(policy)
     return summary
@@ -206,7 +198,8 @@ def transfer_table(
         if table.get("episodes") == episodes and table.get("seed") == seed
         for r in table.get("cells", [])
     }
-    results: list[dict[str, Any] | None] = [earlier.get(_cell_key(c)) for c in cells]
+    keys = [_cell_key(c) for c in cells]  # hashes each checkpoint file once, before any cell runs
+    results: list[dict[str, Any] | None] = [earlier.get(key) for key in keys]
     for r in results:
         if r is not None:
             r["reused"] = True
@@ -214,7 +207,8 @@ def transfer_table(
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
         futures = {i: pool.submit(_run_cell, cells[i], episodes, seed, device) for i in todo}
         for i, future in futures.items():
-            results[i] = future.result()
+            *_, policy_sha256, translator_sha256 = keys[i]
+            results[i] = {**future.result(), "policy_sha256": policy_sha256, "translator_sha256": translator_sha256}
     return {
         "episodes": episodes,
         "seed": seed,
