@@ -263,7 +263,9 @@ def _parser() -> argparse.ArgumentParser:
             policy, translator, episodes and seed from an earlier run. Translators are the
             shipped ones trained on each look (by method and real domain in the manifest) unless
             given with --translator METHOD:LOOK=CKPT. Writes OUT/transfer.json, transfer.md and
-            transfer.png. Cells run in --workers parallel processes, one core each."""
+            transfer.png. Cells run in --workers parallel processes, one core each; OUT/transfer.json
+            is rewritten after every cell ("complete": false until the last), and --resume takes the
+            cells of an interrupted run with the same --out."""
         ),
     )
     p.add_argument("--looks", type=_csv, default=["real_lab", "real_office"], help="comma-separated profiles")
@@ -298,6 +300,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="TRANSFER_JSON",
         help="take matching cells from an earlier transfer.json (repeatable)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="take the cells already in OUT/transfer.json (an interrupted or earlier run with this --out)",
     )
     p.add_argument("--methods", type=_csv, default=None, help="only these rows, comma-separated (default: all)")
     p.add_argument(
@@ -1140,28 +1147,47 @@ def _seg_table(args: argparse.Namespace) -> int:
 
 
 def _transfer_table(args: argparse.Namespace) -> int:
-    from sim2real_goggles.evaluation.transfer import to_markdown, transfer_table, write_outputs
+    from sim2real_goggles.evaluation.transfer import to_markdown, transfer_table, write_outputs, write_progress
 
     translators = _cell_checkpoints(args.translator, "--translator")
     reuse = []
-    for path in args.reuse:
+    resume = args.out / "transfer.json"
+    if args.resume and not resume.exists():
+        print(f"--resume: no {resume} yet; measuring every cell", file=sys.stderr)
+    for path in [*args.reuse, *([resume] if args.resume and resume.exists() else [])]:
         try:
             reuse.append(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a readable transfer.json: {exc}") from exc
-    table = transfer_table(
-        args.looks,
-        policy=args.policy,
-        episodes=args.episodes,
-        seed=args.seed,
-        workers=args.workers,
-        translators=translators,
-        policy_dr=_policy_option(args.policy_dr, "--policy-dr"),
-        policy_simgan=_policy_option(args.policy_simgan, "--policy-simgan"),
-        policy_pixelda=_policy_option(args.policy_pixelda, "--policy-pixelda"),
-        reuse=reuse,
-        methods=args.methods,
-    )
+
+    def progress(partial: dict) -> None:
+        write_progress(partial, args.out)
+        progress.cells = len(partial["cells"])
+
+    progress.cells = 0
+    try:
+        table = transfer_table(
+            args.looks,
+            policy=args.policy,
+            episodes=args.episodes,
+            seed=args.seed,
+            workers=args.workers,
+            translators=translators,
+            policy_dr=_policy_option(args.policy_dr, "--policy-dr"),
+            policy_simgan=_policy_option(args.policy_simgan, "--policy-simgan"),
+            policy_pixelda=_policy_option(args.policy_pixelda, "--policy-pixelda"),
+            reuse=reuse,
+            methods=args.methods,
+            on_cell=progress,
+        )
+    except KeyboardInterrupt:
+        kept = (
+            f"{args.out / 'transfer.json'} holds the {progress.cells} cells finished"
+            if progress.cells
+            else "no cell finished"
+        )
+        print(f"interrupted: {kept}; continue with --resume --out {args.out}", file=sys.stderr)
+        return 130
     table["outputs"] = write_outputs(table, args.out)
     print(json.dumps(table) if args.json else to_markdown(table))
     return 0

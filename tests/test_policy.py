@@ -266,6 +266,41 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
     assert fourth["cells"][0]["policy_sha256"] != first["sim_on_sim"]["policy_sha256"]
 
 
+def test_transfer_table_killed_after_a_cell_resumes_from_its_json(tmp_path, capsys, monkeypatch):
+    from sim2real_goggles.cli import main
+    from sim2real_goggles.evaluation import transfer
+
+    policy = _policy_checkpoint(tmp_path / "p.pt")
+    out = tmp_path / "transfer"
+    args = ["transfer-table", "--looks", "real_lab", "--episodes", "1", "--workers", "1", "--policy", str(policy)]
+    args += ["--methods", "sim_on_sim,no_goggles", "--out", str(out), "--json"]
+    write_progress = transfer.write_progress
+
+    def killed(table, path):  # the run is killed right after its first cell is on disk
+        write_progress(table, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(transfer, "write_progress", killed)
+    assert main(args) == 130
+    assert "--resume" in capsys.readouterr().err
+    partial = json.loads((out / "transfer.json").read_text())
+    assert partial["complete"] is False and len(partial["cells"]) == 1
+    assert not (out / "transfer.md").exists()
+    done = partial["cells"][0]["method"]
+
+    monkeypatch.setattr(transfer, "write_progress", write_progress)
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["complete"] is True
+    by = {c["method"]: c for c in table["cells"]}
+    assert set(by) == {"sim_on_sim", "no_goggles"}
+    assert by[done].get("reused") and by[done]["success_rate"] == partial["cells"][0]["success_rate"]
+    assert not by[({"sim_on_sim", "no_goggles"} - {done}).pop()].get("reused")  # only the lost cell ran
+    assert json.loads((out / "transfer.json").read_text())["complete"] is True
+    assert "| no_goggles |" in (out / "transfer.md").read_text()
+
+
 def test_transfer_plot_draws_only_the_rows_it_has():
     from sim2real_goggles.evaluation.transfer import plotted_methods
 

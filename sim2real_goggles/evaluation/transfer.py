@@ -23,13 +23,19 @@ processes; per-frame latency of each method (translator + policy) is measured on
 episodes and seed is taken from it instead of run again, and marked ``reused``. "The same"
 policy and translator means the same files: every cell records the SHA-256 of both, so a cell
 measured with an earlier ``pretrained:policy`` is never taken for the current one.
+
+A full table takes hours on a CPU, so ``on_cell`` sees the table so far after every measured
+cell; the command writes it to ``OUT/transfer.json`` (``"complete": false``) each time, and
+``--resume`` takes the cells of that file, so a run that is killed loses at most the cells that
+were running.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +194,11 @@ def transfer_table(
     reuse: list[dict[str, Any]] | None = None,
     methods: list[str] | None = None,
     policy_pixelda: str | dict[str, str] | None = None,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """The table: ``{"episodes", "seed", "looks", "cells", "missing", "complete"}``.
+    ``on_cell(table)``, if given, is called after each cell measured here with the table of the
+    cells finished so far (``complete`` false until the last one)."""
     from sim2real_goggles.appearance.profile import load_profile
 
     cells, missing = plan_cells(looks, policy, translators, policy_dr, policy_simgan, methods, policy_pixelda)
@@ -204,18 +214,27 @@ def transfer_table(
         if r is not None:
             r["reused"] = True
     todo = [i for i, r in enumerate(results) if r is None]
+    looks_named = [load_profile(look).name for look in looks]
+
+    def table() -> dict[str, Any]:
+        return {
+            "episodes": episodes,
+            "seed": seed,
+            "looks": looks_named,
+            "cells": [r for r in results if r is not None],
+            "missing": missing,
+            "complete": all(r is not None for r in results),
+        }
+
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
-        futures = {i: pool.submit(_run_cell, cells[i], episodes, seed, device) for i in todo}
-        for i, future in futures.items():
+        futures = {pool.submit(_run_cell, cells[i], episodes, seed, device): i for i in todo}
+        for future in as_completed(futures):
+            i = futures[future]
             *_, policy_sha256, translator_sha256 = keys[i]
             results[i] = {**future.result(), "policy_sha256": policy_sha256, "translator_sha256": translator_sha256}
-    return {
-        "episodes": episodes,
-        "seed": seed,
-        "looks": [load_profile(look).name for look in looks],
-        "cells": results,
-        "missing": missing,
-    }
+            if on_cell is not None:
+                on_cell(table())
+    return table()
 
 
 def checkpoint_digest(spec: str | None) -> str | None:
@@ -316,10 +335,20 @@ def plot(table: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def write_progress(table: dict[str, Any], out: Path) -> Path:
+    """The table so far as ``OUT/transfer.json``, replaced atomically (a kill mid-write leaves
+    the previous version)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "transfer.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(table, indent=1))
+    tmp.replace(path)
+    return path
+
+
 def write_outputs(table: dict[str, Any], out: Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "transfer.json", "markdown": out / "transfer.md", "plot": out / "transfer.png"}
-    paths["json"].write_text(json.dumps(table, indent=1))
+    paths = {"json": write_progress(table, out), "markdown": out / "transfer.md", "plot": out / "transfer.png"}
     paths["markdown"].write_text(to_markdown(table))
     plot(table, paths["plot"])
     return {k: str(v) for k, v in paths.items()}
@@ -335,4 +364,5 @@ __all__ = [
     "to_markdown",
     "transfer_table",
     "write_outputs",
+    "write_progress",
 ]
