@@ -1160,11 +1160,13 @@ def _transfer_table(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a readable transfer.json: {exc}") from exc
 
-    def progress(partial: dict) -> None:
-        write_progress(partial, args.out)
-        progress.cells = len(partial["cells"])
+    finished = 0  # cells on disk in OUT/transfer.json
 
-    progress.cells = 0
+    def progress(partial: dict) -> None:
+        nonlocal finished
+        write_progress(partial, args.out)
+        finished = len(partial["cells"])
+
     try:
         table = transfer_table(
             args.looks,
@@ -1181,11 +1183,7 @@ def _transfer_table(args: argparse.Namespace) -> int:
             on_cell=progress,
         )
     except KeyboardInterrupt:
-        kept = (
-            f"{args.out / 'transfer.json'} holds the {progress.cells} cells finished"
-            if progress.cells
-            else "no cell finished"
-        )
+        kept = f"{args.out / 'transfer.json'} holds the {finished} cells finished" if finished else "no cell finished"
         print(f"interrupted: {kept}; continue with --resume --out {args.out}", file=sys.stderr)
         return 130
     table["outputs"] = write_outputs(table, args.out)
