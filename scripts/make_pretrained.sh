@@ -77,16 +77,13 @@ ship simgan "SimGAN refiner sim -> real_lab (compact), for training policies on 
 "$G" pretrained add policy "$RUNS/policy.best.pt" --command "$(cat "$RUNS/policy.command")" \
   --evaluation "$RUNS/policy.eval.json" \
   --description "image policy trained in the sim look (behaviour cloning + DAgger); drives policy_node"
-# Baseline policies, trained by the same DAgger loop as the policy (best validation round shipped)
-# but with the recipe of the first policy (plain planner expert, width 16, 200 expert episodes,
-# 6 rounds): they were trained before the scanning expert and are not yet retrained. The
-# SimGAN-refined one trains through the shipped refiner, whose manifest entry ties it to real_lab,
-# which is how `goggles transfer-table` finds it for that look; the DR one draws a new look of the
-# randomized family (no photo textures, so never an evaluation look) every episode.
-FIRST_RECIPE=(--set expert_scan=false --set width=16 --set expert_episodes=200 --set rounds=6)
-train policy_simgan goggles train-policy --profile sim --refiner pretrained:simgan "${FIRST_RECIPE[@]}" \
-  --out "$RUNS/policy_simgan.pt"
-train policy_dr goggles train-policy --profile randomized "${FIRST_RECIPE[@]}" --out "$RUNS/policy_dr.pt"
+# Baseline policies, trained by the same DAgger loop and recipe as the policy (best validation
+# round shipped). The SimGAN-refined one trains through the shipped refiner, whose manifest entry
+# ties it to real_lab, which is how `goggles transfer-table` finds it for that look; the DR one
+# draws a new look of the randomized family (no photo textures, so never an evaluation look)
+# every episode.
+train policy_simgan goggles train-policy --profile sim --refiner pretrained:simgan --out "$RUNS/policy_simgan.pt"
+train policy_dr goggles train-policy --profile randomized --out "$RUNS/policy_dr.pt"
 "$G" pretrained add policy_simgan "$RUNS/policy_simgan.best.pt" --command "$(cat "$RUNS/policy_simgan.command")" \
   --description "baseline: image policy trained on sim frames refined to real_lab by pretrained:simgan"
 "$G" pretrained add policy_dr "$RUNS/policy_dr.best.pt" --command "$(cat "$RUNS/policy_dr.command")" \
@@ -110,9 +107,12 @@ for look in real_lab real_office; do
   "$G" pretrained add "segmenter_pixelda$sfx" "$RUNS/pixelda$sfx.segmenter.pt" --command "$(cat "$RUNS/pixelda$sfx.command")" \
     --description "baseline: the task segmenter trained on PixelDA images of $look (written by the pixelda run)"
   ship "cyclegan_masked$sfx" "mask-aware CycleGAN goggles $look -> sim: cycle and identity losses weighted inside and outside object masks"
-  # the policy trains through the shipped generator, whose manifest entry ties it to the look
+  # the policy trains through the shipped generator, whose manifest entry ties it to the look;
+  # the shipped PixelDA policies predate the scanning expert and keep the first policy's recipe
+  # (plain planner expert, width 16, 200 expert episodes, 6 rounds)
   train "policy_pixelda$sfx" goggles train-policy --profile sim --refiner "pretrained:pixelda$sfx" \
-    "${FIRST_RECIPE[@]}" --out "$RUNS/policy_pixelda$sfx.pt"
+    --set expert_scan=false --set width=16 --set expert_episodes=200 --set rounds=6 \
+    --out "$RUNS/policy_pixelda$sfx.pt"
   "$G" pretrained add "policy_pixelda$sfx" "$RUNS/policy_pixelda$sfx.best.pt" \
     --command "$(cat "$RUNS/policy_pixelda$sfx.command")" \
     --description "baseline: image policy trained on sim frames generated for $look by pretrained:pixelda$sfx"
