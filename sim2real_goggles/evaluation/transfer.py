@@ -318,7 +318,8 @@ def plot(table: dict[str, Any], path: Path) -> None:
     looks = table["looks"]
     by = {(r["method"], r["look"]): r for r in table["cells"]}
     methods = plotted_methods(table)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(looks) * max(1, len(methods)) / 3, 3.2))
+    # the legend goes right of the axes, where it cannot cover a bar
+    fig, ax = plt.subplots(figsize=(3.4 + 1.4 * len(looks) * max(1, len(methods)) / 3, 3.2))
     width = 0.8 / max(1, len(methods))
     for i, method in enumerate(methods):
         rows = [by.get(("sim_on_sim", "sim")) if method == "sim_on_sim" else by.get((method, lk)) for lk in looks]
@@ -329,7 +330,7 @@ def plot(table: dict[str, Any], path: Path) -> None:
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(looks))], looks)
     ax.set_ylim(0, 1)
     ax.set_ylabel("success rate")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
