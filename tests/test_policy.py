@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -134,6 +135,16 @@ def untrained_success(tmp_path_factory):
 def test_dagger_learns_to_navigate_and_resumes_exactly(tmp_path, memory, untrained_success):
     cfg = load_policy_recipe({**TINY, "memory": memory})
     trainer = PolicyTrainer(cfg, tmp_path / "full.pt")
+    save = trainer.save
+
+    def save_and_keep_round_0(final=False):  # what a kill right after round 0 leaves on disk
+        path = save(final)
+        if trainer.round == 1:
+            shutil.copy(path, tmp_path / "part.pt")
+            shutil.copytree(trainer.data_dir, tmp_path / "part.pt.dagger")
+        return path
+
+    trainer.save = save_and_keep_round_0
     result = trainer.train(progress=False)
     assert result["rounds"] == 2
     # the fitted cross-entropy is below that of a uniform guess (ln 3) in every round
@@ -142,8 +153,6 @@ def test_dagger_learns_to_navigate_and_resumes_exactly(tmp_path, memory, untrain
     assert trained >= untrained_success + 0.25, (trained, untrained_success)
 
     # killed after round 0, resumed: the same weights as the uninterrupted run
-    part = PolicyTrainer(load_policy_recipe({**TINY, "memory": memory, "rounds": 0}), tmp_path / "part.pt")
-    part.train(progress=False)
     resumed = PolicyTrainer(cfg, tmp_path / "part.pt")
     resumed.restore(tmp_path / "part.pt")
     assert resumed.round == 1 and len(resumed.obs) == 1
