@@ -1150,11 +1150,15 @@ def _transfer_table(args: argparse.Namespace) -> int:
     from sim2real_goggles.evaluation.transfer import to_markdown, transfer_table, write_outputs, write_progress
 
     translators = _cell_checkpoints(args.translator, "--translator")
+    earlier = list(args.reuse)
+    if args.resume:
+        resume = args.out / "transfer.json"
+        if resume.exists():
+            earlier.append(resume)
+        else:
+            print(f"--resume: no {resume} yet; measuring every cell", file=sys.stderr)
     reuse = []
-    resume = args.out / "transfer.json"
-    if args.resume and not resume.exists():
-        print(f"--resume: no {resume} yet; measuring every cell", file=sys.stderr)
-    for path in [*args.reuse, *([resume] if args.resume and resume.exists() else [])]:
+    for path in earlier:
         try:
             reuse.append(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as exc:
