@@ -327,7 +327,7 @@ def _parser() -> argparse.ArgumentParser:
               goggles train-policy --profile sim --refiner pretrained:simgan --out runs/policy_simgan.pt
               goggles train-policy --profile randomized --out runs/policy_dr.pt
               goggles train-policy --out runs/policy.pt --resume
-              goggles train-policy --method ppo --set init=pretrained:policy --set total_timesteps=100000 \
+              goggles train-policy --method ppo --set init=runs/policy.best.pt --set total_timesteps=100000 \
                   --out runs/policy_ppo.pt
 
             Round 0 records the privileged expert; each later round drives the learner, labels
@@ -352,6 +352,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default="cpu")
     p.add_argument("--resume", action="store_true", help="continue from --out")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+
+    p = sub.add_parser(
+        "ensemble-policy",
+        help="join trained policies into one that acts on the mean of their action distributions",
+        formatter_class=fmt,
+        epilog=dedent(
+            """\
+            Example:
+              goggles train-policy --profile sim --seed 1 --out runs/policy_s1.pt
+              goggles ensemble-policy runs/policy.best.pt runs/policy_s1.best.pt --out runs/policy_ens.pt
+
+            The result is one policy checkpoint (architecture policy_ensemble) for eval-policy,
+            transfer-table and policy_node. Members trained from different seeds or data make
+            different mistakes where the frame does not show the way; the ensemble takes the
+            action most of them agree on. Each member's source, SHA-256 and training config
+            are recorded in the checkpoint's metadata."""
+        ),
+    )
+    p.add_argument("members", nargs="+", help="policy checkpoints (paths or pretrained:NAME), two or more")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    p.add_argument(
+        "--fp16-weights",
+        action="store_true",
+        help="store the weights in half precision (half the file; computed in float32 when loaded)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only")
 
     p = sub.add_parser(
@@ -1256,6 +1282,22 @@ def _train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble_policy(args: argparse.Namespace) -> int:
+    from sim2real_goggles.models.checkpoint import CheckpointError, load_checkpoint
+    from sim2real_goggles.training.policy import write_ensemble
+
+    try:
+        path = write_ensemble(args.members, args.out, fp16_weights=args.fp16_weights)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"goggles ensemble-policy: {exc}") from None
+    meta = load_checkpoint(path).metadata
+    if args.json:
+        print(json.dumps({"checkpoint": str(path), "members": meta["members"], "parameters": meta["parameters"]}))
+    else:
+        print(f"wrote {path}: {len(meta['members'])} members, {meta['parameters']} parameters")
+    return 0
+
+
 def _train_policy_ppo(args: argparse.Namespace, overrides: dict) -> int:
     from sim2real_goggles.training.ppo import PPOTrainer, load_ppo_recipe
 
@@ -1315,6 +1357,7 @@ _COMMANDS = {
     "train-segmenter": _train_segmenter,
     "train-translator": _train_translator,
     "train-policy": _train_policy,
+    "ensemble-policy": _ensemble_policy,
     "transfer-table": _transfer_table,
     "seg-table": _seg_table,
     "eval-translator": _eval_translator,

@@ -27,7 +27,7 @@ from sim2real_goggles.models.checkpoint import CheckpointError, load_checkpoint
 from sim2real_goggles.models.networks import to_tensor
 from sim2real_goggles.translation import resolve_device
 
-POLICY_ARCHS = ("policy_cnn",)
+POLICY_ARCHS = ("policy_cnn", "policy_ensemble")
 
 
 class ImagePolicy:
@@ -68,7 +68,7 @@ class ImagePolicy:
         return cls(
             model,
             size,
-            int(ckpt.arch_kwargs.get("frames", 1)),
+            int(getattr(model, "frames", 1)),
             resolve_device(device),
             sample,
             seed,

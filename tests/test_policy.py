@@ -62,6 +62,73 @@ def test_image_policy_rejects_other_networks(tmp_path):
         ImagePolicy.load(tmp_path / "missing.pt")
 
 
+def test_ensemble_acts_on_the_mean_of_its_members(tmp_path, capsys):
+    from sim2real_goggles.cli import main
+    from sim2real_goggles.models.checkpoint import load_checkpoint
+
+    torch.manual_seed(2)
+    gru = save_checkpoint(
+        tmp_path / "gru.pt", PolicyNet(width=8, memory=16), "policy_cnn", {"width": 8, "memory": 16}, {"image_size": 64}
+    )
+    members = [_policy_checkpoint(tmp_path / "a.pt", seed=0), _policy_checkpoint(tmp_path / "b.pt", seed=1), gru]
+    out = tmp_path / "ens.pt"
+    assert main(["ensemble-policy", *map(str, members), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [m["source"] for m in report["members"]] == list(map(str, members))
+    ckpt = load_checkpoint(out)
+    assert ckpt.arch == "policy_ensemble" and ckpt.metadata["kind"] == "policy"
+    frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    singles = [ImagePolicy.load(m, device="cpu") for m in members]
+    ensemble = ImagePolicy.load(out, device="cpu")
+    for _episode in range(2):  # the GRU member's memory runs inside the ensemble and forgets at reset
+        for f in frames:
+            expected = np.mean([p.probabilities(f) for p in singles], axis=0)
+            assert np.allclose(ensemble.probabilities(f), expected, atol=1e-5)
+        ensemble.reset()
+        for p in singles:
+            p.reset()
+    # half-precision weights: half the file, the same distributions to float16 precision, and
+    # shipping it (pretrained add strips training state) keeps them half
+    from sim2real_goggles.pretrained import strip_training_state
+
+    half = tmp_path / "half.pt"
+    assert main(["ensemble-policy", *map(str, members), "--out", str(half), "--fp16-weights", "--json"]) == 0
+    capsys.readouterr()
+    shipped = strip_training_state(half, tmp_path / "shipped.pt")
+    for path in (half, shipped):
+        assert {v.dtype for v in load_checkpoint(path).state_dict.values()} == {torch.float16}
+    assert shipped.stat().st_size < 0.6 * out.stat().st_size
+    ensemble, compact = ImagePolicy.load(out, device="cpu"), ImagePolicy.load(shipped, device="cpu")
+    for f in frames:
+        assert np.allclose(compact.probabilities(f), ensemble.probabilities(f), atol=2e-3)
+    # the ensemble drives in eval-policy like any policy, the same for the same seed
+    runs = [
+        summarize(run_episodes(make_policy(str(out), device="cpu"), "sim", 2, 7, env_kwargs={"max_episode_steps": 30}))
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+
+
+def test_ensemble_rejects_members_that_do_not_fit(tmp_path):
+    from sim2real_goggles.models.networks import SegmenterNet
+    from sim2real_goggles.training.policy import write_ensemble
+
+    one, stacked = _policy_checkpoint(tmp_path / "one.pt"), _policy_checkpoint(tmp_path / "two.pt", frames=2)
+    with pytest.raises(ValueError, match="at least 2"):
+        write_ensemble([one], tmp_path / "e.pt")
+    with pytest.raises(ValueError, match="same number of frames"):
+        write_ensemble([one, stacked], tmp_path / "e.pt")
+    seg = save_checkpoint(tmp_path / "seg.pt", SegmenterNet(base=4), "segmenter", {"base": 4})
+    with pytest.raises(ValueError, match="seg.pt: holds a 'segmenter' network"):
+        write_ensemble([one, seg], tmp_path / "e.pt")
+    big = save_checkpoint(tmp_path / "big.pt", PolicyNet(width=8), "policy_cnn", {"width": 8}, {"image_size": 96})
+    with pytest.raises(ValueError, match="different image sizes"):
+        write_ensemble([one, big], tmp_path / "e.pt")
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        write_ensemble([one, tmp_path / "missing.pt"], tmp_path / "e.pt")
+    assert not (tmp_path / "e.pt").exists()
+
+
 def _success(policy_spec, episodes=12, seed=4242):
     results = run_episodes(make_policy(policy_spec, device="cpu"), "sim", episodes, seed)
     return summarize(results)["success_rate"]
@@ -200,6 +267,7 @@ def test_baseline_policies_are_found_per_look_in_the_manifest():
     assert shipped_policy("domain_randomization", "real_lab", manifest) is None
 
 
+@pytest.mark.slow
 def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, capsys, monkeypatch):
     from sim2real_goggles.cli import main
     from sim2real_goggles.evaluation import transfer
@@ -280,6 +348,7 @@ def test_transfer_table_runs_a_tiny_matrix_and_writes_all_outputs(tmp_path, caps
     assert fourth["cells"][0]["policy_sha256"] != first["sim_on_sim"]["policy_sha256"]
 
 
+@pytest.mark.slow
 def test_transfer_table_killed_after_a_cell_resumes_from_its_json(tmp_path, capsys, monkeypatch):
     from sim2real_goggles.cli import main
     from sim2real_goggles.evaluation import transfer

@@ -44,6 +44,7 @@ def test_init_weights_give_the_same_actions_in_sb3_and_the_runtime(bc_checkpoint
         trainer.env.close()
 
 
+@pytest.mark.slow
 def test_tiny_run_changes_the_weights_writes_a_policy_checkpoint_and_resumes(bc_checkpoint, tmp_path):
     out = tmp_path / "ppo.pt"
     trainer = PPOTrainer(PPOConfig(init=str(bc_checkpoint), **TINY), out)
@@ -70,8 +71,15 @@ def test_recipe_errors():
     assert load_ppo_recipe({"total_timesteps": "500"}).total_timesteps == 500
 
 
-def test_init_from_a_recurrent_policy_is_refused(tmp_path):
+def test_init_from_a_recurrent_policy_or_an_ensemble_is_refused(tmp_path):
     # SB3's PPO has no memory: warm-starting it from a recurrent policy would drop the GRU
     memory = save_checkpoint(tmp_path / "gru.pt", PolicyNet(width=16, memory=8), "policy_cnn", {"memory": 8})
     with pytest.raises(ValueError, match="without memory"):
         PPOTrainer(PPOConfig(init=str(memory), **(TINY | {"n_envs": 1})), tmp_path / "p.pt")
+    # nor from an ensemble: PPO trains one network
+    from sim2real_goggles.training.policy import write_ensemble
+
+    one = save_checkpoint(tmp_path / "one.pt", PolicyNet(width=16), "policy_cnn", {"width": 16})
+    ensemble = write_ensemble([one, one], tmp_path / "ens.pt")
+    with pytest.raises(ValueError, match="ens.pt: an ensemble of policies.*one.pt"):
+        PPOTrainer(PPOConfig(init=str(ensemble), **(TINY | {"n_envs": 1})), tmp_path / "p.pt")

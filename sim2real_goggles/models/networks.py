@@ -8,7 +8,8 @@ so a ROS node can call them from any thread. :func:`to_tensor` makes that input 
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -290,6 +291,54 @@ class PolicyNet(nn.Module):
         return self.action_head(features)
 
 
+class PolicyEnsemble(nn.Module):
+    """Several image policies acting as one: the action distribution is the mean of the members'
+    (a deep ensemble, Lakshminarayanan et al., NeurIPS 2017). Members trained from different
+    seeds or data make different mistakes where the frame does not show the way, and averaging
+    their distributions takes the action most of them agree on.
+
+    :meth:`step` returns the log of the mean probabilities, so a softmax of its output is that
+    mean and the runtime (:class:`~sim2real_goggles.policy.ImagePolicy`) treats an ensemble as
+    any policy. Members may differ in width and memory; they must stack the same frames.
+
+    :param members: keyword arguments of each member's :class:`PolicyNet`.
+    """
+
+    def __init__(self, members: list[dict[str, Any]]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 member policies, got {len(members)}")
+        frames = {int(m.get("frames", 1)) for m in members}
+        if len(frames) != 1:
+            raise ValueError(f"ensemble members must stack the same number of frames, got {sorted(frames)}")
+        self.frames = frames.pop()
+        self.members = nn.ModuleList(PolicyNet(**m) for m in members)
+
+    @property
+    def recurrent(self) -> bool:
+        return any(m.recurrent for m in self.members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log of the members' mean action probabilities (N, num_actions) (reactive members only,
+        as :meth:`PolicyNet.forward`)."""
+        return self._mean_log_probs([m(x) for m in self.members])
+
+    def step(
+        self, x: torch.Tensor, state: tuple[torch.Tensor | None, ...] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...] | None]:
+        """One control step: the mean distribution's log-probabilities and the members' states
+        (``None`` when every member is reactive; ``None`` in starts an episode)."""
+        states = state if state is not None else (None,) * len(self.members)
+        outputs = [m.step(x, s) for m, s in zip(self.members, states, strict=True)]
+        new_state = tuple(s for _, s in outputs)
+        return self._mean_log_probs([logits for logits, _ in outputs]), (new_state if self.recurrent else None)
+
+    @staticmethod
+    def _mean_log_probs(logits: list[torch.Tensor]) -> torch.Tensor:
+        log_probs = torch.stack([torch.log_softmax(z.float(), dim=-1) for z in logits])
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(logits))
+
+
 @torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every eval-mode ``BatchNorm2d`` that directly follows a convolution (``Conv2d`` or
@@ -329,6 +378,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "patchgan": PatchGANDiscriminator,
     "segmenter": SegmenterNet,
     "policy_cnn": PolicyNet,
+    "policy_ensemble": PolicyEnsemble,
 }
 
 

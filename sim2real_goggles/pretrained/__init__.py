@@ -63,11 +63,16 @@ def _train_minutes(meta: dict[str, Any], given: float | None, source: Path) -> f
 
 
 def strip_training_state(source: Path, target: Path) -> Path:
-    """Copy of a checkpoint with the network and metadata only (no optimiser, pools, RNG)."""
+    """Copy of a checkpoint with the network and metadata only (no optimiser, pools, RNG);
+    weights stored in half precision stay so."""
+    import torch
+
     from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(source)
     model = ckpt.build()
+    if {v.dtype for v in ckpt.state_dict.values() if v.is_floating_point()} == {torch.float16}:
+        model.half()
     return save_checkpoint(target, model, ckpt.arch, ckpt.arch_kwargs, ckpt.metadata)
 
 

@@ -466,4 +466,55 @@ class PolicyTrainer:
         }
 
 
-__all__ = ["PolicyConfig", "PolicyTrainer", "load_policy_recipe"]
+def write_ensemble(members: list[str | Path], out: str | Path, fp16_weights: bool = False) -> Path:
+    """Join trained policies (paths or ``pretrained:NAME``) into one ``policy_ensemble``
+    checkpoint at ``out``: it acts on the mean of their action distributions
+    (:class:`~sim2real_goggles.models.networks.PolicyEnsemble`). The members must be single
+    policies of one image size and frame stack; each is recorded in the metadata (source,
+    SHA-256, how it was trained, its validation score). ``fp16_weights`` stores the weights in
+    half precision (half the file; they are computed in float32 again when loaded)."""
+    from sim2real_goggles.models.networks import PolicyEnsemble
+    from sim2real_goggles.pretrained import resolve, sha256
+
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least 2 member policies, got {len(members)}")
+    loaded = [load_checkpoint(m) for m in members]
+    for ckpt in loaded:
+        if ckpt.arch != ARCH:
+            raise ValueError(f"{ckpt.path}: holds a {ckpt.arch!r} network; ensemble members are single {ARCH} policies")
+    sizes = {int(c.metadata.get("image_size", 64)) for c in loaded}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"ensemble members were trained at different image sizes {sorted(sizes)}: {list(map(str, members))}"
+        )
+    model = PolicyEnsemble([dict(c.arch_kwargs) for c in loaded])  # checks the frame stacks
+    for member, ckpt in zip(model.members, loaded, strict=True):
+        member.load_state_dict(ckpt.state_dict)
+    trains = sorted({str(c.metadata.get("domains", {}).get("train")) for c in loaded})
+    metadata = {
+        "method": "ensemble",
+        "kind": "policy",
+        "domains": {"train": trains[0] if len(trains) == 1 else ",".join(trains)},
+        "image_size": sizes.pop(),
+        "iterations": sum(int(c.metadata.get("iterations", 0)) for c in loaded),
+        "train_minutes": round(sum(float(c.metadata.get("train_minutes", 0.0)) for c in loaded), 2),
+        "parameters": count_parameters(model),
+        "config": {"seed": [c.metadata.get("config", {}).get("seed") for c in loaded]},
+        "members": [
+            {
+                "source": str(spec),
+                "sha256": sha256(resolve(spec)),
+                "method": c.metadata.get("method"),
+                "config": c.metadata.get("config", {}),
+                "metrics": c.metadata.get("metrics", {}),
+            }
+            for spec, c in zip(members, loaded, strict=True)
+        ],
+        "weights_dtype": "float16" if fp16_weights else "float32",
+        "complete": True,
+    }
+    arch_kwargs = {"members": [dict(c.arch_kwargs) for c in loaded]}
+    return save_checkpoint(out, model.half() if fp16_weights else model, "policy_ensemble", arch_kwargs, metadata)
+
+
+__all__ = ["PolicyConfig", "PolicyTrainer", "load_policy_recipe", "write_ensemble"]

@@ -10,8 +10,9 @@ unchanged. Observations are the env's uint8 camera frames: SB3 scales them to [0
 extractor maps that to the [-1, 1] the encoder expects.
 
 Episodes run in ``n_envs`` processes (``SubprocVecEnv``; env ``i`` starts at room
-``train_seed + i``). ``init`` warm-starts from a policy checkpoint (e.g. the behaviour-cloned
-``pretrained:policy``), the usual way to make on-policy RL affordable on a CPU. The SB3 state
+``train_seed + i``). ``init`` warm-starts from a policy checkpoint (e.g. a behaviour-cloned
+``runs/policy.best.pt``; ``pretrained:policy`` is an ensemble of three, so one of its members),
+the usual way to make on-policy RL affordable on a CPU. The SB3 state
 (optimiser, timestep count) is kept next to the checkpoint as ``OUT.sb3.zip`` so ``--resume``
 continues; Ctrl-C and SIGTERM save both first.
 """
@@ -135,6 +136,12 @@ class PPOTrainer:
         init = None
         if cfg.init:
             init = load_checkpoint(cfg.init)
+            if init.arch == "policy_ensemble":
+                members = ", ".join(m["source"] for m in init.metadata.get("members", []))
+                raise ValueError(
+                    f"{cfg.init}: an ensemble of policies; PPO fine-tunes one network, so init from one "
+                    f"of its members ({members or 'see its metadata'})"
+                )
             if init.arch != ARCH or init.arch_kwargs.get("frames", 1) != 1 or init.arch_kwargs.get("memory", 0):
                 raise ValueError(f"{cfg.init}: init must be a single-frame {ARCH} checkpoint without memory")
             cfg = replace(cfg, width=int(init.arch_kwargs.get("width", cfg.width)))  # the network it starts from
