@@ -12,7 +12,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c 'import random; print(random.SystemRandom().randint(1, 101))')
 export ROS_DOMAIN_ID
 
-.PHONY: demo test lint bench install pretrained clean
+.PHONY: demo test test-fast lint bench install pretrained clean
 
 $(STAMP): setup.py setup.cfg pyproject.toml package.xml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ demo: $(STAMP)
 	@echo "== goggles launch navigation goggles:=false (no goggles), the same rooms"
 	$(BIN)/goggles launch navigation $(DEMO_ARGS) goggles:=false
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+# The default suite (what to run while working: `make test-fast`), then the checks marked slow
+# (training loops, launch graphs, compilers); CI runs both.
+test: test-fast
+	$(BIN)/python -m pytest -q -m slow
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

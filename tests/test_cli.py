@@ -208,6 +208,7 @@ def test_translate_file_and_folder_skips_unreadable_images(tmp_path, capsys):
     assert main(["translate", str(tmp_path / "missing"), str(single), "--translator", str(ckpt)]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_killed_training_saves_a_checkpoint_and_resumes(tmp_path):
     """SIGTERM (as from kill or a job scheduler) saves like Ctrl-C; --resume then finishes."""

@@ -13,6 +13,7 @@ import torch
 WORKER = Path(__file__).parent / "helpers" / "ddp_worker.py"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_gloo_processes_train_identical_weights(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -66,6 +66,7 @@ def test_cpu_backends_compute_the_eager_translation(backend, norm):
         assert torch.allclose(runner(y).float(), model(y), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_torch_compile_backend_matches_eager_where_it_compiles():
     model = CompactGenerator(ngf=4, n_blocks=1).eval()
     x = torch.rand(1, 3, 16, 16) * 2 - 1

@@ -154,6 +154,7 @@ def test_a_fixed_look_renders_the_same_after_switching():
         switched.close()
 
 
+@pytest.mark.slow
 def test_trainer_randomized_draws_a_new_look_per_episode(tmp_path, monkeypatch):
     from sim2real_goggles.evaluation import policy_eval
     from sim2real_goggles.models.checkpoint import load_checkpoint
