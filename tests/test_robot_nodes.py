@@ -135,8 +135,14 @@ def _counting_policy(path) -> str:
     return str(save_checkpoint(path, net, "policy_cnn", {"width": 8, "memory": 1}, {"image_size": 64}))
 
 
-def test_policy_node_forgets_its_memory_at_each_new_episode(tmp_path):
-    params = {"policy": _counting_policy(tmp_path / "count.pt"), "timeout": 5.0, "device": "cpu", "sample": False}
+@pytest.mark.parametrize("ensemble", [False, True], ids=["single", "ensemble"])
+def test_policy_node_forgets_its_memory_at_each_new_episode(tmp_path, ensemble):
+    policy = _counting_policy(tmp_path / "count.pt")
+    if ensemble:  # two copies: the same actions, through the ensemble's per-member memories
+        from sim2real_goggles.training.policy import write_ensemble
+
+        policy = str(write_ensemble([policy, policy], tmp_path / "ensemble.pt"))
+    params = {"policy": policy, "timeout": 5.0, "device": "cpu", "sample": False}
     with (
         RosProbe() as ros,
         NodeProcess(

@@ -31,6 +31,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
 from sim2real_goggles.models.checkpoint import CheckpointError
+from sim2real_goggles.models.networks import PolicyNet
 from sim2real_goggles.ros.common import declare, run_node
 from sim2real_goggles.ros.image_node import DEVICES, Frame, ImageNode, checkpoint_error, guard_finite
 
@@ -86,8 +87,11 @@ class PolicyNode(ImageNode):
             self.policy = ImagePolicy.load(spec, device=device, sample=sample, seed=seed)
         except (CheckpointError, ValueError) as exc:
             raise checkpoint_error(spec, exc) from None
-        # the action head's logits, which reactive and recurrent policies alike compute last
-        guard_finite(self.policy.model.action_head, "policy output")
+        # the action heads' logits, which reactive and recurrent policies (and each member of an
+        # ensemble) alike compute last
+        for net in self.policy.model.modules():
+            if isinstance(net, PolicyNet):
+                guard_finite(net.action_head, "policy output")
         self.cmd_pub = self.create_publisher(Twist, "cmd_vel", 10)
         self.stamped_pub = self.create_publisher(TwistStamped, "cmd_vel_stamped", 10)
         self.create_service(SetBool, "enable", self._on_enable)
