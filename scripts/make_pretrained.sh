@@ -52,8 +52,16 @@ train vr_goggles_fast goggles train-translator --method distill --teacher "$RUNS
   --segmenter "$RUNS/segmenter.pt" --real real_lab --out "$RUNS/vr_goggles_fast.pt"
 train vr_goggles_fast_real_office goggles train-translator --method distill --teacher "$RUNS/vr_goggles_real_office.pt" \
   --segmenter "$RUNS/segmenter.pt" --real real_office --out "$RUNS/vr_goggles_fast_real_office.pt"
-# The policy: OUT.best.pt holds the round with the best validation success (see training/policy.py).
-train policy goggles train-policy --profile sim --out "$RUNS/policy.pt"
+# The policy: three members trained by the DAgger recipe (OUT.best.pt holds each one's round with
+# the best validation success, see training/policy.py), differing in seed or in expert data, joined
+# into one ensemble that acts on the mean of their action distributions (weights in half precision).
+train policy goggles train-policy --profile sim --set expert_scan=true --set width=32 --set expert_episodes=400 \
+  --set rounds=2 --out "$RUNS/policy.pt"
+train policy_e800 goggles train-policy --profile sim --set expert_episodes=800 --out "$RUNS/policy_e800.pt"
+train policy_s1 goggles train-policy --profile sim --seed 1 --out "$RUNS/policy_s1.pt"
+ENSEMBLE=(goggles ensemble-policy "$RUNS/policy.best.pt" "$RUNS/policy_e800.best.pt" "$RUNS/policy_s1.best.pt"
+  --fp16-weights --out "$RUNS/policy_ens.pt")
+"${ENSEMBLE[@]}"
 evaluate cyclegan real_lab
 evaluate vr_goggles real_lab
 evaluate vr_goggles_fast real_lab
@@ -62,8 +70,8 @@ evaluate vr_goggles_fast_real_office real_office
 evaluate cyclegan_real_office real_office
 evaluate simgan real_lab
 echo "== evaluating policy on 200 sim rooms"
-"$G" eval-policy --policy "$RUNS/policy.best.pt" --profile sim --episodes 200 --seed 0 --json \
-  > "$RUNS/policy.eval.json"
+"$G" eval-policy --policy "$RUNS/policy_ens.pt" --profile sim --episodes 200 --seed 0 --json \
+  > "$RUNS/policy_ens.eval.json"
 
 ship segmenter "sim segmenter (U-Net): the judge of sem_miou and the semantic loss of vr_goggles"
 ship labeller "appearance-robust sim segmenter: pseudo-labels on real images for vr_goggles"
@@ -74,9 +82,10 @@ ship vr_goggles_fast_real_office "VR-Goggles real_office -> sim distilled into c
 ship vr_goggles_real_office "VR-Goggles real_office -> sim: the same recipe and command, trained on real_office"
 ship cyclegan_real_office "CycleGAN goggles real_office -> sim: the same recipe and command, trained on real_office"
 ship simgan "SimGAN refiner sim -> real_lab (compact), for training policies on refined images"
-"$G" pretrained add policy "$RUNS/policy.best.pt" --command "$(cat "$RUNS/policy.command")" \
-  --evaluation "$RUNS/policy.eval.json" \
-  --description "image policy trained in the sim look (behaviour cloning + DAgger); drives policy_node"
+"$G" pretrained add policy "$RUNS/policy_ens.pt" \
+  --command "$(cat "$RUNS/policy.command") && $(cat "$RUNS/policy_e800.command") && $(cat "$RUNS/policy_s1.command") && ${ENSEMBLE[*]}" \
+  --evaluation "$RUNS/policy_ens.eval.json" \
+  --description "image policy trained in the sim look: an ensemble of three behaviour-cloned + DAgger policies (mean of their action distributions); drives policy_node"
 # Baseline policies, trained by the same DAgger loop and recipe as the policy (best validation
 # round shipped). The SimGAN-refined one trains through the shipped refiner, whose manifest entry
 # ties it to real_lab, which is how `goggles transfer-table` finds it for that look; the DR one
