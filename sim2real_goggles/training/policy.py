@@ -476,8 +476,6 @@ def write_ensemble(members: list[str | Path], out: str | Path, fp16_weights: boo
     from sim2real_goggles.models.networks import PolicyEnsemble
     from sim2real_goggles.pretrained import resolve, sha256
 
-    if len(members) < 2:
-        raise ValueError(f"an ensemble needs at least 2 member policies, got {len(members)}")
     loaded = [load_checkpoint(m) for m in members]
     for ckpt in loaded:
         if ckpt.arch != ARCH:
@@ -487,7 +485,7 @@ def write_ensemble(members: list[str | Path], out: str | Path, fp16_weights: boo
         raise ValueError(
             f"ensemble members were trained at different image sizes {sorted(sizes)}: {list(map(str, members))}"
         )
-    model = PolicyEnsemble([dict(c.arch_kwargs) for c in loaded])  # checks the frame stacks
+    model = PolicyEnsemble([dict(c.arch_kwargs) for c in loaded])  # checks the count and the frame stacks
     for member, ckpt in zip(model.members, loaded, strict=True):
         member.load_state_dict(ckpt.state_dict)
     trains = sorted({str(c.metadata.get("domains", {}).get("train")) for c in loaded})
