@@ -149,6 +149,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=64, help="camera image side")
     b.add_argument("--device", default="cpu")
     b.add_argument("--backend", default="eager", help="translator_node's inference backend (see bench translator)")
+    b.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="translator_node's CPU inference threads (1 as in config/ros/translator.yaml; 0: PyTorch's default)",
+    )
     b.add_argument("--json", action="store_true", help="print JSON only")
     b = bench.add_parser(
         "translator",
@@ -856,6 +862,7 @@ def _bench(args: argparse.Namespace) -> int:
             size=args.size,
             device=args.device,
             backend=args.backend,
+            threads=args.threads,
         )
         print(json.dumps(result, indent=None if args.json else 1))
         return 0

@@ -20,7 +20,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -454,7 +454,7 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, *,
         print(f"{name}: cannot initialise ROS: {exc}", file=sys.stderr)
         return 1
     node: Node | None = None
-    executor: MultiThreadedExecutor | None = None
+    executor: SingleThreadedExecutor | None = None
     try:
         try:
             node = node_factory()
@@ -471,7 +471,12 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, *,
                 text = f"start-up failed: {type(exc).__name__}: {text}"
             print(f"{name}: {text}", file=sys.stderr)
             return 1
-        executor = MultiThreadedExecutor()
+        # One thread: inference runs on the image nodes' own worker threads, and the sim
+        # robot's callbacks share one mutually exclusive group anyway. rclpy's
+        # MultiThreadedExecutor runs its wait loop in Python on a pool of threads that compete
+        # for the GIL with the worker's torch calls (ros2/rclpy#1223, #1452): in `goggles bench
+        # pipeline` it doubled the translator node's time per frame.
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         try:
             executor.spin()

@@ -175,8 +175,11 @@ def bench_pipeline(
     device: str = "cpu",
     ready_timeout: float = 90.0,
     backend: str = "eager",
+    threads: int = 1,
 ) -> dict[str, Any]:
-    """Run the benchmark (see the module docstring); returns the JSON record."""
+    """Run the benchmark (see the module docstring); returns the JSON record. ``threads``: the
+    translator node's CPU inference threads (1, as config/ros/translator.yaml; 0: PyTorch's
+    default); the policy nodes keep their default (one thread)."""
     os.environ.update(ros_local_environment())
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -193,7 +196,7 @@ def bench_pipeline(
     procs = [
         start_node(
             "translator_node",
-            {"checkpoint": translator, "device": device, "backend": backend},
+            {"checkpoint": translator, "device": device, "backend": backend, "threads": threads},
             {"image": "/bench/camera", "image_translated": "/bench/goggles"},
             "bench_translator",
         ),
@@ -242,6 +245,7 @@ def bench_pipeline(
             "profile": profile,
             "translator": translator,
             "backend": backend,
+            "threads": threads,
             "policy": policy,
             "device": device,
             **_window_stats(full, full_stamps),
