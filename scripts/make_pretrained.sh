@@ -88,13 +88,23 @@ ship simgan "SimGAN refiner sim -> real_lab (compact), for training policies on 
   --description "image policy trained in the sim look: an ensemble of three behaviour-cloned + DAgger policies (mean of their action distributions); drives policy_node"
 # Baseline policies, trained by the same DAgger loop and recipe as the policy (best validation
 # round shipped). The SimGAN-refined one trains through the shipped refiner, whose manifest entry
-# ties it to real_lab, which is how `goggles transfer-table` finds it for that look; the DR one
-# draws a new look of the randomized family (no photo textures, so never an evaluation look)
-# every episode.
+# ties it to real_lab, which is how `goggles transfer-table` finds it for that look; for
+# real_office the refiner is trained by the same command and not shipped (the package stays
+# under 30 MB): the policy's entry records what it was. Both ship their weights in half
+# precision. The DR one draws a new look of the randomized family (no photo textures, so never
+# an evaluation look) every episode.
 train policy_simgan goggles train-policy --profile sim --refiner pretrained:simgan --out "$RUNS/policy_simgan.pt"
+train simgan_real_office goggles train-translator --method simgan --sim sim --real real_office \
+  --out "$RUNS/simgan_real_office.pt"
+train policy_simgan_real_office goggles train-policy --profile sim --refiner "$RUNS/simgan_real_office.pt" \
+  --out "$RUNS/policy_simgan_real_office.pt"
 train policy_dr goggles train-policy --profile randomized --out "$RUNS/policy_dr.pt"
-"$G" pretrained add policy_simgan "$RUNS/policy_simgan.best.pt" --command "$(cat "$RUNS/policy_simgan.command")" \
+"$G" pretrained add policy_simgan "$RUNS/policy_simgan.best.pt" --fp16-weights \
+  --command "$(cat "$RUNS/policy_simgan.command")" \
   --description "baseline: image policy trained on sim frames refined to real_lab by pretrained:simgan"
+"$G" pretrained add policy_simgan_real_office "$RUNS/policy_simgan_real_office.best.pt" --fp16-weights \
+  --command "$(cat "$RUNS/simgan_real_office.command") && $(cat "$RUNS/policy_simgan_real_office.command")" \
+  --description "baseline: image policy trained on sim frames refined to real_office by a SimGAN refiner trained by the command of pretrained:simgan"
 "$G" pretrained add policy_dr "$RUNS/policy_dr.best.pt" --command "$(cat "$RUNS/policy_dr.command")" \
   --description "baseline: image policy trained with domain randomisation (a new randomized look every episode)"
 

@@ -593,6 +593,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--train-minutes", type=float, default=None, help="training time, for checkpoints that do not record it"
     )
+    p.add_argument(
+        "--fp16-weights",
+        action="store_true",
+        help="ship the weights in half precision (half the file; computed in float32 when loaded): "
+        "evaluate the shipped file, not the source",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser(
@@ -1093,6 +1099,7 @@ def _pretrained(args: argparse.Namespace) -> int:
             args.train_command,
             evaluation,
             train_minutes=args.train_minutes,
+            fp16_weights=args.fp16_weights,
         )
         print(json.dumps(entry) if args.json else f"shipped pretrained:{args.name} ({entry['bytes']} bytes)")
         return 0

@@ -256,11 +256,20 @@ def test_baseline_policies_are_found_per_look_in_the_manifest():
         "policy_dr": {"method": "bc_dagger", "domains": {"train": "randomized", "family": "randomized: ..."}},
         "pixelda": {"method": "pixelda", "direction": "sim->real", "domains": {"real": "real_lab", "sim": "sim"}},
         "policy_pixelda": {"method": "bc_dagger", "domains": {"train": "sim", "refiner": "pretrained:pixelda"}},
+        # trained through a refiner that is not shipped: the policy's entry records what it was
+        "policy_pixelda_office": {
+            "method": "bc_dagger",
+            "domains": {"train": "sim", "refiner": "runs/pixelda_office.pt"},
+            "refiner": {"method": "pixelda", "domains": {"real": "real_office", "sim": "sim"}},
+        },
     }
     assert shipped_policy("simgan", "real_lab", manifest) == "pretrained:policy_simgan"
     assert shipped_policy("simgan", "real_office", manifest) == "pretrained:policy_simgan_office"
     assert shipped_policy("simgan", "my_camera", manifest) is None
     assert shipped_policy("pixelda", "real_lab", manifest) == "pretrained:policy_pixelda"
+    assert shipped_policy("pixelda", "real_office", manifest) == "pretrained:policy_pixelda_office"
+    assert shipped_policy("simgan", "real_office", {"p": manifest["policy_pixelda_office"]}) is None
+    del manifest["policy_pixelda_office"]
     assert shipped_policy("pixelda", "real_office", manifest) is None
     assert shipped_policy("domain_randomization", "real_office", manifest) == "pretrained:policy_dr"
     del manifest["policy_dr"]

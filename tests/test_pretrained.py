@@ -43,6 +43,46 @@ def test_register_strips_training_state_and_lookup_finds_it(tmp_path, monkeypatc
         load_checkpoint("pretrained:nope")
 
 
+def test_register_ships_half_weights_and_records_an_unshipped_refiner(tmp_path, monkeypatch):
+    from sim2real_goggles.models.networks import PolicyNet
+
+    manifest = tmp_path / "pkg" / "manifest.yaml"
+    manifest.parent.mkdir()
+    monkeypatch.setattr(pretrained, "MANIFEST", manifest)
+    monkeypatch.chdir(tmp_path)
+    refiner = save_checkpoint(
+        tmp_path / "runs" / "refiner.pt",
+        CompactGenerator(ngf=4, n_blocks=1),
+        "compact",
+        {"ngf": 4, "n_blocks": 1},
+        {"method": "simgan", "direction": "sim->real", "domains": {"real": "real_office", "sim": "sim"}},
+    )
+    torch.manual_seed(0)
+    net = PolicyNet(width=16, hidden=64)
+    meta = {"method": "bc_dagger", "domains": {"train": "sim", "refiner": "runs/refiner.pt"}, "config": {"seed": 0}}
+    src = save_checkpoint(
+        tmp_path / "policy.pt", net, "policy_cnn", {"width": 16, "hidden": 64}, {**meta, "train_minutes": 2.0}
+    )
+    entry = pretrained.register("p", src, "a test", "goggles train-policy ...", fp16_weights=True)
+    assert entry["refiner"] == {
+        "file": "runs/refiner.pt",
+        "method": "simgan",
+        "domains": {"real": "real_office", "sim": "sim"},
+        "sha256": pretrained.sha256(refiner),
+    }
+    shipped = load_checkpoint("pretrained:p")
+    assert {v.dtype for v in shipped.state_dict.values()} == {torch.float16}
+    assert entry["bytes"] < src.stat().st_size * 0.6
+    # loaded, it computes in float32, within half precision's rounding of the original
+    model = shipped.build()
+    x = torch.randn(2, 3, 64, 64)
+    assert next(model.parameters()).dtype == torch.float32
+    assert torch.allclose(model(x), net(x), atol=1e-2)
+    refiner.unlink()
+    with pytest.raises(ValueError, match="runs/refiner.pt, which is not there"):
+        pretrained.register("p2", src, "a test", "goggles train-policy ...")
+
+
 def test_broken_manifest_fails_clearly(tmp_path, monkeypatch):
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text("checkpoints: [1, 2")

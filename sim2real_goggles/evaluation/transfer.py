@@ -90,7 +90,8 @@ POLICY_METHODS = ("bc_dagger",)
 def shipped_policy(method: str, look: str, manifest: dict[str, Any] | None = None) -> str | None:
     """``pretrained:NAME`` of a shipped baseline policy for ``look``: ``domain_randomization``
     (trained on the ``randomized`` family; any look), ``simgan`` or ``pixelda`` (trained through
-    a refiner of that method whose manifest entry says it was trained on ``look``)."""
+    a refiner of that method trained on ``look``, as the refiner's manifest entry says, or, for a
+    refiner that is not shipped, the policy's own record of it)."""
     from sim2real_goggles.pretrained import PREFIX, load_manifest
 
     manifest = load_manifest() if manifest is None else manifest
@@ -101,8 +102,8 @@ def shipped_policy(method: str, look: str, manifest: dict[str, Any] | None = Non
         if method == "domain_randomization" and str(domains.get("train", "")).startswith("randomized"):
             return f"pretrained:{name}"
         refiner = str(domains.get("refiner") or "")
-        if method in REFINED_POLICY_METHODS and refiner.startswith(PREFIX):
-            ref = manifest.get(refiner[len(PREFIX) :]) or {}
+        if method in REFINED_POLICY_METHODS and refiner:
+            ref = (manifest.get(refiner[len(PREFIX) :]) if refiner.startswith(PREFIX) else entry.get("refiner")) or {}
             if ref.get("method") == method and (ref.get("domains") or {}).get("real") == look:
                 return f"pretrained:{name}"
     return None

@@ -62,16 +62,18 @@ def _train_minutes(meta: dict[str, Any], given: float | None, source: Path) -> f
     return recorded if recorded is not None else given
 
 
-def strip_training_state(source: Path, target: Path) -> Path:
+def strip_training_state(source: Path, target: Path, fp16_weights: bool = False) -> Path:
     """Copy of a checkpoint with the network and metadata only (no optimiser, pools, RNG);
-    weights stored in half precision stay so."""
+    weights stored in half precision stay so, and ``fp16_weights`` stores them so (half the
+    file; the runtimes compute in float32 after loading, so what a user gets is what was
+    measured on the shipped file)."""
     import torch
 
     from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(source)
     model = ckpt.build()
-    if {v.dtype for v in ckpt.state_dict.values() if v.is_floating_point()} == {torch.float16}:
+    if fp16_weights or {v.dtype for v in ckpt.state_dict.values() if v.is_floating_point()} == {torch.float16}:
         model.half()
     return save_checkpoint(target, model, ckpt.arch, ckpt.arch_kwargs, ckpt.metadata)
 
@@ -84,15 +86,17 @@ def register(
     evaluation: dict[str, Any] | None = None,
     manifest: Path | None = None,
     train_minutes: float | None = None,
+    fp16_weights: bool = False,
 ) -> dict[str, Any]:
     """Ship ``source`` as ``pretrained:NAME``: strip it into the manifest's folder and record it.
     ``train_minutes`` is recorded when the checkpoint does not carry its training time (trainer
-    versions before the time was written into the metadata); otherwise it must agree."""
+    versions before the time was written into the metadata); otherwise it must agree.
+    ``fp16_weights`` ships the weights in half precision (see :func:`strip_training_state`)."""
     manifest = manifest or MANIFEST
     from sim2real_goggles.models.checkpoint import load_checkpoint
 
     target = manifest.parent / f"{name}.pt"
-    strip_training_state(Path(source), target)
+    strip_training_state(Path(source), target, fp16_weights)
     meta = load_checkpoint(target).metadata
     config = meta.get("config", {})
     entry: dict[str, Any] = {
@@ -110,6 +114,19 @@ def register(
         "bytes": target.stat().st_size,
         "sha256": sha256(target),
     }
+    refiner = str((meta.get("domains") or {}).get("refiner") or "")
+    if refiner and not is_pretrained(refiner):
+        # a policy trained through a refiner that is not shipped: what the refiner was, so the
+        # transfer table still finds the policy for its look
+        if not Path(refiner).is_file():
+            raise ValueError(f"{source}: was trained through the refiner {refiner}, which is not there to record")
+        ref_meta = load_checkpoint(refiner).metadata
+        entry["refiner"] = {
+            "file": refiner,
+            "method": ref_meta.get("method"),
+            "domains": ref_meta.get("domains"),
+            "sha256": sha256(Path(refiner)),
+        }
     evaluation = evaluation or meta.get("metrics")  # segmenters evaluate themselves after training
     if evaluation:
         entry["evaluation"] = evaluation
