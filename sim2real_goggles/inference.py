@@ -121,6 +121,13 @@ def _cuda_graph(model: nn.Module, x: torch.Tensor) -> Runner:
     return run
 
 
+def set_cpu_threads(threads: int | None, device: str | torch.device) -> None:
+    """Use ``threads`` intra-op threads for PyTorch on a CPU ``device`` (process-wide); None or 0
+    leaves PyTorch's setting, and a CUDA device ignores it."""
+    if threads and torch.device(device).type == "cpu":
+        torch.set_num_threads(int(threads))
+
+
 def make_runner(
     model: nn.Module,
     backend: str = "eager",
@@ -143,8 +150,7 @@ def make_runner(
         p.requires_grad_(False)
     if half:
         model = model.half()
-    if threads and device.type == "cpu":
-        torch.set_num_threads(int(threads))
+    set_cpu_threads(threads, device)
     dtype = torch.float16 if half else torch.float32
 
     def cast(x: torch.Tensor) -> torch.Tensor:
@@ -200,4 +206,13 @@ def make_runner(
     return _PerShape(lambda x: _cuda_graph(model, cast(x)))
 
 
-__all__ = ["BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "BackendUnavailable", "Runner", "check_backend", "make_runner"]
+__all__ = [
+    "BACKENDS",
+    "CPU_BACKENDS",
+    "CUDA_BACKENDS",
+    "BackendUnavailable",
+    "Runner",
+    "check_backend",
+    "make_runner",
+    "set_cpu_threads",
+]

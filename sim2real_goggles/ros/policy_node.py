@@ -26,11 +26,11 @@ import threading
 import time
 from typing import Any
 
-import torch
 from geometry_msgs.msg import Twist, TwistStamped
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
+from sim2real_goggles.inference import set_cpu_threads
 from sim2real_goggles.models.checkpoint import CheckpointError
 from sim2real_goggles.models.networks import PolicyNet
 from sim2real_goggles.ros.common import declare, run_node
@@ -99,8 +99,7 @@ class PolicyNode(ImageNode):
         for net in self.policy.model.modules():
             if isinstance(net, PolicyNet):
                 guard_finite(net.action_head, "policy output")
-        if threads and self.policy.device.type == "cpu":
-            torch.set_num_threads(threads)
+        set_cpu_threads(threads, self.policy.device)
         self.cmd_pub = self.create_publisher(Twist, "cmd_vel", 10)
         self.stamped_pub = self.create_publisher(TwistStamped, "cmd_vel_stamped", 10)
         self.create_service(SetBool, "enable", self._on_enable)
