@@ -230,8 +230,8 @@ def _parser() -> argparse.ArgumentParser:
 
             Rows: no_adaptation (the sim segmenter on the real frames), cyclegan, vr_goggles and
             cyclegan_masked (the sim segmenter behind the translator trained on the look), dann,
-            advent and pixelda (adapted segmenters on the real frames), sim_on_sim (upper
-            bound). Every row of a look is judged on the same paired frames of held-apart rooms
+            advent, pixelda and self_train (adapted segmenters on the real frames), sim_on_sim
+            (upper bound). Every row of a look is judged on the same paired frames of held-apart rooms
             (those of eval-translator). Checkpoints are the shipped ones for each look unless
             given with --checkpoint METHOD:LOOK=CKPT. Writes OUT/segmentation.json and .md."""
         ),
@@ -396,6 +396,8 @@ def _parser() -> argparse.ArgumentParser:
               goggles train-segmenter --domain sim --out runs/segmenter.pt
               goggles train-segmenter --adapt dann --real real_lab --out runs/segmenter_dann.pt
               goggles train-segmenter --adapt advent --real real_lab --out runs/segmenter_advent.pt
+              goggles train-segmenter --adapt self_train --teacher pretrained:vr_goggles \\
+                  --real real_lab --augment 1.0 --iterations 1000 --out runs/segmenter_self_train.pt
 
             Evaluates the trained segmenter, untranslated, on --eval-looks (held-out rooms):
             its sem_miou on the real-like looks is the reality gap the goggles must close."""
@@ -419,11 +421,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--adapt",
-        choices=["dann", "advent"],
-        help="adaptation baseline: DANN (gradient reversal) or ADVENT (entropy + adversarial on "
-        "self-information), with unlabelled frames of --real",
+        choices=["dann", "advent", "self_train"],
+        help="adaptation baseline: DANN (gradient reversal), ADVENT (entropy + adversarial on "
+        "self-information) or self_train (class-balanced self-training of the labeller), with "
+        "unlabelled frames of --real",
     )
     p.add_argument("--real", help="unlabelled target domain of --adapt (profile, image folder or bag)")
+    p.add_argument(
+        "--teacher",
+        help="self_train: a real->sim translator (path or pretrained:NAME) whose translations, "
+        "segmented by the sim segmenter, give the first pseudo-labels",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -932,6 +940,7 @@ def _train_segmenter(args: argparse.Namespace) -> int:
         "augment": args.augment,
         "adapt": args.adapt or "",
         "real": args.real or "",
+        **({"teacher": args.teacher} if args.teacher else {}),
     }
     cfg = config_from_overrides(SegmenterConfig, given | _overrides(args.overrides), "segmenter")
     result = train_segmenter(cfg, args.out, progress=not args.json)

@@ -20,7 +20,7 @@ from sim2real_goggles.training.adapt import (
     masked_l1,
     self_information,
 )
-from sim2real_goggles.training.segmenter import SegmenterConfig, train_segmenter
+from sim2real_goggles.training.segmenter import SegmenterConfig, _SelfTraining, train_segmenter
 from sim2real_goggles.training.translator import TranslatorConfig, TranslatorTrainer
 
 
@@ -132,6 +132,64 @@ def test_adapted_segmenter_training_runs_and_its_loss_changes_the_weights(tmp_pa
     assert a.build() is not None
 
 
+def test_self_training_keeps_the_confident_share_of_every_class(monkeypatch):
+    """CBST's class-balanced thresholds: a class the labeller is never sure of (the chair)
+    keeps its most confident ``pseudo_portion`` of pixels instead of vanishing under one global
+    threshold, and a pixel at least ``pseudo_confidence_cap`` confident is always kept."""
+    cfg = SegmenterConfig(adapt="self_train", **{**TINY_SEG, "frames": 2}, pseudo_portion=0.25)
+    st = _SelfTraining(cfg, SegmenterNet(base=8))
+    n, h, w = st.x_real.shape[0], st.x_real.shape[2], st.x_real.shape[3]
+    # left half floor at 0.95..0.99, right half target at 0.40..0.70 (never above the cap)
+    conf = torch.empty(n, h, w)
+    conf[:, :, : w // 2] = torch.linspace(0.95, 0.99, n * h * (w // 2)).reshape(n, h, w // 2)
+    conf[:, :, w // 2 :] = torch.linspace(0.40, 0.70, n * h * (w - w // 2)).reshape(n, h, w - w // 2)
+    label = torch.zeros(n, h, w, dtype=torch.long)
+    label[:, :, w // 2 :] = 3
+    probs = torch.zeros(n, 4, h, w)
+    probs.scatter_(1, label[:, None], conf[:, None])
+    monkeypatch.setattr(st, "_probabilities", lambda first: probs)
+    st.relabel(first=True)
+    y = st.y_real
+    assert y is not None
+    floor_kept = (y[:, :, : w // 2] == 0).float().mean()
+    target_kept = (y[:, :, w // 2 :] == 3).float().mean()
+    assert floor_kept == 1.0  # above the cap: all of it
+    assert target_kept == pytest.approx(0.25, abs=0.01)  # its most confident quarter
+    kept_conf = conf[y == 3]
+    assert kept_conf.min() >= conf[:, :, w // 2 :][y[:, :, w // 2 :] != 3].max()
+    assert set(y.unique().tolist()) == {0, 3, 255}
+    info = st.rounds[-1]
+    assert info["thresholds"][0] == pytest.approx(0.9) and info["thresholds"][3] < 0.7
+    assert info["source"] == "student"  # no teacher configured
+
+
+def test_self_training_starts_from_the_labeller_and_learns_from_the_teachers_labels(tmp_path):
+    init = save_checkpoint(tmp_path / "init.pt", SegmenterNet(base=8), "segmenter", {"base": 8})
+    cfg = SegmenterConfig(
+        adapt="self_train",
+        init=str(init),
+        teacher="pretrained:vr_goggles_fast",
+        self_train_rounds=2,
+        augment=1.0,
+        **TINY_SEG,
+    )
+    result = train_segmenter(cfg, tmp_path / "st.pt", progress=False)
+    rounds = result["adaptation"]["rounds"]
+    assert [r["source"] for r in rounds] == ["teacher", "student"]
+    for r in rounds:
+        assert 0.0 < r["kept_fraction"] <= 1.0
+        assert all(t is None or t <= 0.9 for t in r["thresholds"])
+        assert 0.0 <= r["kept_accuracy"] <= 1.0  # scored against the profile's masks, not trained on
+    ck = load_checkpoint(tmp_path / "st.pt")
+    assert ck.metadata["method"] == "segmenter_self_train"
+    assert ck.metadata["domains"] == {"train": "sim", "real": "real_lab"}
+    assert ck.metadata["init"] == str(init) and ck.metadata["teacher"] == "pretrained:vr_goggles_fast"
+    start = load_checkpoint(init)
+    assert ck.arch_kwargs == start.arch_kwargs
+    assert any(not torch.equal(ck.state_dict[k], start.state_dict[k]) for k in start.state_dict)
+    assert result["final_loss"] < result["first_loss"]
+
+
 def test_adaptation_config_errors():
     with pytest.raises(ValueError, match="needs --real"):
         SegmenterConfig(adapt="dann")
@@ -139,6 +197,12 @@ def test_adaptation_config_errors():
         SegmenterConfig(adapt="coral", real="real_lab")
     with pytest.raises(ValueError, match="unknown stage"):
         SegmenterConfig(adapt="dann", real="real_lab", dann_levels=("enc9",))
+    with pytest.raises(ValueError, match="--teacher"):
+        SegmenterConfig(adapt="dann", real="real_lab", teacher="pretrained:vr_goggles")
+    with pytest.raises(ValueError, match="pseudo_portion"):
+        SegmenterConfig(adapt="self_train", real="real_lab", pseudo_portion=0.0)
+    with pytest.raises(ValueError, match="self_train_rounds"):
+        SegmenterConfig(adapt="self_train", real="real_lab", self_train_rounds=0)
 
 
 def test_mask_aware_cyclegan_uses_masked_cycle_and_identity_terms(tmp_path):

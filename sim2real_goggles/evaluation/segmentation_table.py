@@ -12,6 +12,9 @@ Rows are methods, columns are looks; a cell is the mIoU and per-class IoU of a s
   LOOK`` (feature- and output-level adaptation), straight on the real frames;
 - ``pixelda``: a segmenter trained on PixelDA's sim→real images of that look, straight on the
   real frames;
+- ``self_train``: the labeller after class-balanced self-training on that look's unlabelled
+  frames (``goggles train-segmenter --adapt self_train --teacher GOGGLES --real LOOK``),
+  straight on the real frames;
 - ``sim_on_sim``: the sim segmenter on the paired *sim* frames (upper bound).
 
 Checkpoints are the shipped ones, found in the manifest by method and real domain, unless given
@@ -32,9 +35,24 @@ import torch
 from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou, rounded
 from sim2real_goggles.evaluation.translation_eval import EVAL_SEED, paired_frames
 
-METHODS = ("no_adaptation", "cyclegan", "vr_goggles", "cyclegan_masked", "dann", "advent", "pixelda", "sim_on_sim")
+METHODS = (
+    "no_adaptation",
+    "cyclegan",
+    "vr_goggles",
+    "cyclegan_masked",
+    "dann",
+    "advent",
+    "pixelda",
+    "self_train",
+    "sim_on_sim",
+)
 TRANSLATOR_METHODS = ("cyclegan", "vr_goggles", "cyclegan_masked")
-SEGMENTER_METHODS = {"dann": "segmenter_dann", "advent": "segmenter_advent", "pixelda": "segmenter_pixelda"}
+SEGMENTER_METHODS = {
+    "dann": "segmenter_dann",
+    "advent": "segmenter_advent",
+    "pixelda": "segmenter_pixelda",
+    "self_train": "segmenter_self_train",
+}
 """Row -> manifest ``method`` of the adapted segmenters."""
 SIM_SEGMENTER = "pretrained:segmenter"
 

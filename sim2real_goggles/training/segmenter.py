@@ -11,7 +11,19 @@ image (labelled sim frames + unlabelled frames of ``real``; training/adapt.py):
   gradient-reversal layer (weight ``lambda_dann``, DANN's ramp after ``adapt_warmup``);
 * ``advent``: the direct entropy loss on real predictions (``lambda_entropy``) plus the
   adversarial loss on weighted self-information maps (``lambda_adv``, discriminator Adam at
-  ``disc_lr``), both switched on after ``adapt_warmup`` iterations.
+  ``disc_lr``), both switched on after ``adapt_warmup`` iterations;
+* ``self_train``: class-balanced self-training (CBST, Zou et al. ECCV 2018) of a student that
+  starts from ``init`` (the appearance-robust labeller by default). Each of ``self_train_rounds``
+  rounds labels the unlabelled real frames (flip-averaged softmax; the first round's labels
+  come from ``teacher``, a real->sim translator whose translations the sim segmenter
+  segments, when one is given: the goggles as teacher), keeps per class the most confident
+  ``pseudo_portion`` of the pixels predicted as that class (and every pixel at least
+  ``pseudo_confidence_cap`` confident), and trains on batches that are half labelled sim
+  frames (appearance-randomised with probability ``augment``) and half real frames with those
+  labels (random flip and colour jitter). The class-balanced thresholds keep the small classes
+  (obstacles, the chair), which a single confidence threshold would drop. No real label is
+  read for training: with a profile as ``real``, its ground truth only scores the pseudo-labels
+  in the summary.
 
 Sim and real frames go through the network as one batch, so batch norm keeps statistics of
 both looks.
@@ -33,7 +45,7 @@ from tqdm import tqdm
 from sim2real_goggles.appearance.profile import CLASS_NAMES, IGNORE_ID
 from sim2real_goggles.data.domains import load_arrays
 from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou, rounded
-from sim2real_goggles.models.checkpoint import save_checkpoint
+from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
 from sim2real_goggles.models.networks import SegmenterNet, to_tensor
 from sim2real_goggles.training.adapt import (
     DomainClassifier,
@@ -46,7 +58,7 @@ from sim2real_goggles.training.adapt import (
 from sim2real_goggles.training.augment import appearance_augment
 from sim2real_goggles.training.base import config_dict
 
-ADAPT_METHODS = ("", "dann", "advent")
+ADAPT_METHODS = ("", "dann", "advent", "self_train")
 
 
 @dataclass
@@ -70,7 +82,8 @@ class SegmenterConfig:
     sim segmenter that judges translations, 0.75 for the appearance-robust labeller that gives
     VR-Goggles its pseudo-labels on real images."""
     adapt: str = ""
-    """'' (sim only) | dann | advent: adapt to the unlabelled domain ``real`` (module docstring)."""
+    """'' (sim only) | dann | advent | self_train: adapt to the unlabelled domain ``real``
+    (module docstring)."""
     real: str = ""
     """Unlabelled target domain of ``adapt`` (profile, image folder or bag)."""
     adapt_warmup: int = 300
@@ -82,6 +95,22 @@ class SegmenterConfig:
     lambda_entropy: float = 0.01
     lambda_adv: float = 0.01
     disc_lr: float = 1e-4
+    init: str = "pretrained:labeller"
+    """self_train: the network the student starts from (and labels the real frames with, when
+    no ``teacher`` is given); its architecture is kept, ``base_channels`` does not apply."""
+    teacher: str = ""
+    """self_train: real->sim translator of the first round's pseudo-labels: the sim segmenter
+    (``teacher_segmenter``) on its translations ('' = the student's own predictions)."""
+    teacher_segmenter: str = "pretrained:segmenter"
+    self_train_rounds: int = 1
+    """self_train: label-then-train rounds; the iterations are shared equally among them."""
+    pseudo_portion: float = 0.5
+    """self_train: per class, the most confident fraction of the pixels predicted as that class
+    that becomes a pseudo-label (CBST's class-balanced threshold)."""
+    pseudo_confidence_cap: float = 0.9
+    """self_train: a pixel at least this confident is always kept (the threshold never exceeds it)."""
+    finetune_lr: float = 3e-4
+    """self_train: Adam learning rate of the student (constant; it starts from a trained network)."""
     seed: int = 0
     eval_looks: tuple[str, ...] = ("sim", "real_lab", "real_office")
     eval_frames: int = 400
@@ -91,11 +120,18 @@ class SegmenterConfig:
 
     def __post_init__(self) -> None:
         if self.adapt not in ADAPT_METHODS:
-            raise ValueError(f"unknown adaptation {self.adapt!r}: choose one of dann, advent")
+            raise ValueError(f"unknown adaptation {self.adapt!r}: choose one of dann, advent, self_train")
         if self.adapt and not self.real:
             raise ValueError(f"--adapt {self.adapt} needs --real (the unlabelled target domain)")
-        if self.adapt and self.augment > 0:
+        if self.adapt in ("dann", "advent") and self.augment > 0:
             raise ValueError("--augment and --adapt are separate baselines: give one of them")
+        if self.teacher and self.adapt != "self_train":
+            raise ValueError("--teacher is the first labeller of --adapt self_train; give that too")
+        if self.adapt == "self_train":
+            if self.self_train_rounds < 1 or self.iterations < self.self_train_rounds:
+                raise ValueError("self_train_rounds must be >= 1 and at most the iterations")
+            if not 0.0 < self.pseudo_portion <= 1.0:
+                raise ValueError(f"pseudo_portion must be in (0, 1], got {self.pseudo_portion}")
         bad = set(self.dann_levels) - {"enc1", "enc2", "enc3", "dec2", "dec1"}
         if bad:
             raise ValueError(f"dann_levels: unknown stage(s) {sorted(bad)} (enc1 enc2 enc3 dec2 dec1)")
@@ -134,20 +170,33 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
     t0 = time.perf_counter()
     images, masks = load_arrays(cfg.domain, cfg.frames, cfg.image_size, cfg.seed, require_masks=True)
     x_all, y_all = to_tensor(images), torch.from_numpy(masks.astype(np.int64))
-    arch_kwargs = {"num_classes": len(CLASS_NAMES), "base": cfg.base_channels}
-    model = SegmenterNet(**arch_kwargs)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
+    adapter: _Adaptation | _SelfTraining | None
+    if cfg.adapt == "self_train":
+        start = load_checkpoint(cfg.init)
+        if start.arch != "segmenter":
+            raise ValueError(f"{cfg.init}: --set init= needs a segmenter checkpoint, not a {start.arch!r}")
+        arch_kwargs = dict(start.arch_kwargs)
+        model = start.build("cpu")
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.finetune_lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        adapter = _SelfTraining(cfg, model)
+    else:
+        arch_kwargs = {"num_classes": len(CLASS_NAMES), "base": cfg.base_channels}
+        model = SegmenterNet(**arch_kwargs)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
+        adapter = _Adaptation(cfg, model) if cfg.adapt else None
+        if adapter is not None and adapter.opt_d is None:
+            opt.add_param_group({"params": list(adapter.classifiers.parameters())})
     weights = torch.tensor(cfg.class_weights, dtype=torch.float32)
     gen = torch.Generator().manual_seed(cfg.seed)
-    adapter = _Adaptation(cfg, model) if cfg.adapt else None
-    if adapter is not None and adapter.opt_d is None:
-        opt.add_param_group({"params": list(adapter.classifiers.parameters())})
+    # self-training fills the other half of each batch with pseudo-labelled real frames
+    n_sim = cfg.batch_size // 2 if isinstance(adapter, _SelfTraining) else cfg.batch_size
     losses = []
     bar = tqdm(range(cfg.iterations), desc="train-segmenter", disable=not progress)
     model.train()
     for it in bar:
-        idx = torch.randint(len(x_all), (cfg.batch_size,), generator=gen)
+        idx = torch.randint(len(x_all), (n_sim,), generator=gen)
         x = x_all[idx]
         if cfg.augment > 0:
             chosen = torch.rand(len(idx), generator=gen) < cfg.augment
@@ -178,6 +227,9 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
         "train_minutes": round(train_minutes, 2),
         "final_loss": round(float(np.mean(losses[-50:])), 5),
         **({"adaptation": adapter.summary()} if adapter else {}),
+        **(
+            {"init": cfg.init, **({"teacher": cfg.teacher} if cfg.teacher else {})} if cfg.adapt == "self_train" else {}
+        ),
     }
     save_checkpoint(out, model, "segmenter", arch_kwargs, metadata)
     return {
@@ -270,4 +322,124 @@ class _Adaptation:
         return {
             k: {"first": round(float(np.mean(v[:50])), 5), "last": round(float(np.mean(v[-50:])), 5)}
             for k, v in self.log.items()
+        }
+
+
+class _SelfTraining:
+    """Class-balanced self-training (``adapt: self_train``, see the module docstring): the
+    pseudo-labels of the real frames, remade at the start of every round, and the real half of
+    each batch."""
+
+    opt_d = None
+
+    def __init__(self, cfg: SegmenterConfig, model: nn.Module):
+        self.cfg, self.model = cfg, model
+        images, masks = load_arrays(cfg.real, cfg.frames, cfg.image_size, cfg.seed + 1)
+        self.real_images = images
+        self.x_real = to_tensor(images)
+        # ground truth of a profile, used only to score the pseudo-labels in the summary
+        self.y_true = None if masks is None else torch.from_numpy(masks.astype(np.int64))
+        self.per_round = cfg.iterations // cfg.self_train_rounds
+        self.y_real: torch.Tensor | None = None
+        self.rounds: list[dict[str, Any]] = []
+        self.log: dict[str, list[float]] = {}
+
+    @torch.no_grad()
+    def _probabilities(self, first: bool) -> torch.Tensor:
+        """Flip-averaged class probabilities (N, C, H, W) of the real frames: the teacher's
+        (sim segmenter on its translations) in the first round when one is given, else the
+        student's own."""
+        if first and self.cfg.teacher:
+            from sim2real_goggles.translation import Translator
+
+            translator = Translator.load(self.cfg.teacher, device="cpu")
+            net = load_checkpoint(self.cfg.teacher_segmenter).build("cpu").eval()
+            images = self.real_images
+
+            def run(batch: np.ndarray) -> torch.Tensor:
+                return net(to_tensor(translator(batch))).softmax(1)
+
+        else:
+            net, images = self.model, self.real_images
+            net.eval()
+
+            def run(batch: np.ndarray) -> torch.Tensor:
+                return net(to_tensor(batch)).softmax(1)
+
+        out = []
+        for i in range(0, len(images), 64):
+            batch = images[i : i + 64]
+            flipped = np.ascontiguousarray(batch[:, :, ::-1])
+            out.append((run(batch) + run(flipped).flip(3)) / 2)
+        self.model.train()
+        return torch.cat(out)
+
+    def relabel(self, first: bool) -> None:
+        cfg = self.cfg
+        confidence, label = self._probabilities(first).max(1)
+        thresholds = []
+        for c in range(len(CLASS_NAMES)):
+            conf_c = confidence[label == c]
+            if conf_c.numel() == 0:
+                thresholds.append(1.0)
+                continue
+            # the most confident pseudo_portion of this class's pixels (sorted, no sampling)
+            k = max(1, int(round(cfg.pseudo_portion * conf_c.numel())))
+            kth = float(conf_c.flatten().sort(descending=True).values[k - 1])
+            thresholds.append(min(cfg.pseudo_confidence_cap, kth))
+        keep = confidence >= torch.tensor(thresholds)[label]
+        self.y_real = torch.where(keep, label, torch.full_like(label, IGNORE_ID))
+        info: dict[str, Any] = {
+            "source": "teacher" if first and cfg.teacher else "student",
+            # None: no pixel was predicted as that class, so none is kept
+            "thresholds": [round(t, 4) if (label == c).any() else None for c, t in enumerate(thresholds)],
+            "kept_fraction": round(float(keep.float().mean()), 4),
+        }
+        if self.y_true is not None:
+            right = label == self.y_true
+            info["kept_accuracy"] = round(float(right[keep].float().mean()), 4)
+            info["kept_accuracy_per_class"] = {
+                name: round(float(right[keep & (label == c)].float().mean()), 4)
+                if (keep & (label == c)).any()
+                else None
+                for c, name in enumerate(CLASS_NAMES)
+            }
+        self.rounds.append(info)
+
+    def losses(
+        self, x_sim: torch.Tensor, y_sim: torch.Tensor, weights: torch.Tensor, it: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if it % self.per_round == 0 and len(self.rounds) < self.cfg.self_train_rounds:
+            self.relabel(first=not self.rounds)
+        assert self.y_real is not None
+        b = self.cfg.batch_size - len(x_sim)
+        idx = torch.randint(len(self.x_real), (b,), generator=gen)
+        x_real, y_real = self.x_real[idx], self.y_real[idx]
+        flip = torch.rand(b, generator=gen) < 0.5
+        x_real = torch.where(flip[:, None, None, None], x_real.flip(3), x_real)
+        y_real = torch.where(flip[:, None, None], y_real.flip(2), y_real)
+        gains = 0.85 + 0.3 * torch.rand((b, 3, 1, 1), generator=gen)
+        offset = 0.2 * torch.rand((b, 1, 1, 1), generator=gen) - 0.1
+        x_real = (x_real * gains + offset + 0.03 * torch.randn(x_real.shape, generator=gen)).clamp(-1, 1)
+        logits = self.model(torch.cat([x_sim, x_real]))
+        loss_sim = F.cross_entropy(logits[: len(x_sim)], y_sim, weight=weights, ignore_index=IGNORE_ID)
+        loss_real = F.cross_entropy(logits[len(x_sim) :], y_real, weight=weights, ignore_index=IGNORE_ID)
+        self.log.setdefault("sim", []).append(float(loss_sim.detach()))
+        self.log.setdefault("real", []).append(float(loss_real.detach()))
+        # the two halves weigh alike, as in one batch of 2b frames
+        return logits[: len(x_sim)], 0.5 * (loss_sim + loss_real)
+
+    def discriminator_step(self) -> None:
+        """No discriminator: self-training has none."""
+
+    def postfix(self) -> dict[str, str]:
+        return {k: f"{np.mean(v[-20:]):.3f}" for k, v in self.log.items() if v}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **{
+                k: {"first": round(float(np.mean(v[:50])), 5), "last": round(float(np.mean(v[-50:])), 5)}
+                for k, v in self.log.items()
+            },
+            "rounds": self.rounds,
         }
