@@ -121,8 +121,9 @@ for look in real_lab real_office; do
   train "cyclegan_masked$sfx" goggles train-translator --method cyclegan --mask-loss --real "$look" --sim sim \
     --out "$RUNS/cyclegan_masked$sfx.pt"
   ship "segmenter_dann$sfx" "baseline: segmenter adapted to $look by DANN (gradient reversal on its features)"
-  # half precision (as shipped since 2026-12-02, to keep the package under 30 MB); the shipped
-  # entries record the half-precision file's evaluation, which differed from float32's by <= 0.0004
+  # half precision since 2026-12-02, to keep the package under 30 MB. The entries shipped then
+  # record the half-precision file's own evaluation; this script records the float32 run's,
+  # which differed from it by <= 0.0004 per figure.
   ship "segmenter_advent$sfx" "baseline: segmenter adapted to $look by ADVENT (entropy + adversarial on self-information)" --fp16-weights
   ship "pixelda$sfx" "baseline: PixelDA generator sim -> $look (image + noise), trained with its task segmenter"
   "$G" pretrained add "segmenter_pixelda$sfx" "$RUNS/pixelda$sfx.segmenter.pt" --command "$(cat "$RUNS/pixelda$sfx.command")" \

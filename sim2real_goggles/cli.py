@@ -231,9 +231,10 @@ def _parser() -> argparse.ArgumentParser:
             Rows: no_adaptation (the sim segmenter on the real frames), cyclegan, vr_goggles and
             cyclegan_masked (the sim segmenter behind the translator trained on the look), dann,
             advent, pixelda and self_train (adapted segmenters on the real frames), sim_on_sim
-            (upper bound). Every row of a look is judged on the same paired frames of held-apart rooms
-            (those of eval-translator). Checkpoints are the shipped ones for each look unless
-            given with --checkpoint METHOD:LOOK=CKPT. Writes OUT/segmentation.json and .md."""
+            (upper bound). Every row of a look is judged on the same paired frames of held-apart
+            rooms (those of eval-translator). Checkpoints are the shipped ones for each look
+            unless given with --checkpoint METHOD:LOOK=CKPT. Writes OUT/segmentation.json and
+            .md."""
         ),
     )
     p.add_argument("--looks", type=_csv, default=["real_lab", "real_office"], help="comma-separated profiles")
@@ -396,7 +397,7 @@ def _parser() -> argparse.ArgumentParser:
               goggles train-segmenter --domain sim --out runs/segmenter.pt
               goggles train-segmenter --adapt dann --real real_lab --out runs/segmenter_dann.pt
               goggles train-segmenter --adapt advent --real real_lab --out runs/segmenter_advent.pt
-              goggles train-segmenter --adapt self_train --teacher pretrained:vr_goggles \\
+              goggles train-segmenter --adapt self_train --teacher pretrained:vr_goggles_fast \\
                   --real real_lab --augment 1.0 --iterations 1000 --out runs/segmenter_self_train.pt
 
             Evaluates the trained segmenter, untranslated, on --eval-looks (held-out rooms):

@@ -323,6 +323,10 @@ def test_seg_table_judges_every_row_on_the_same_frames_and_writes_json_and_markd
     assert segmentation_table.shipped_segmenter("dann", "real_lab") == "pretrained:segmenter_dann"
     assert segmentation_table.shipped_segmenter("pixelda", "real_office") == "pretrained:segmenter_pixelda_real_office"
     assert segmentation_table.shipped_segmenter("advent", "my_camera") is None
+    assert (
+        segmentation_table.shipped_segmenter("self_train", "real_office")
+        == "pretrained:segmenter_self_train_real_office"
+    )
     # ... but here, as if none were shipped: given ones are used, the others reported missing
     monkeypatch.setattr(segmentation_table, "shipped_segmenter", lambda method, look: None)
 
