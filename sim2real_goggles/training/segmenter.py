@@ -242,10 +242,35 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
     }
 
 
-class _Adaptation:
+class _LossLog:
+    """Per-iteration values of an adaptation's losses: the progress-bar postfix and the summary
+    (first and last mean, 50 iterations each). Keys in ``quiet`` stay out of the postfix."""
+
+    quiet: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.log: dict[str, list[float]] = {}
+
+    def _record(self, key: str, value: torch.Tensor) -> None:
+        self.log.setdefault(key, []).append(float(value.detach()))
+
+    def postfix(self) -> dict[str, str]:
+        return {k: f"{np.mean(v[-20:]):.3f}" for k, v in self.log.items() if k not in self.quiet and v}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            k: {"first": round(float(np.mean(v[:50])), 5), "last": round(float(np.mean(v[-50:])), 5)}
+            for k, v in self.log.items()
+        }
+
+
+class _Adaptation(_LossLog):
     """The DANN or ADVENT terms of one segmenter run (see the module docstring)."""
 
+    quiet = ("seg",)  # the progress bar shows the total loss already
+
     def __init__(self, cfg: SegmenterConfig, model: SegmenterNet):
+        super().__init__()
         self.cfg, self.model = cfg, model
         images, _ = load_arrays(cfg.real, cfg.frames, cfg.image_size, cfg.seed + 1)
         self.x_real = to_tensor(images)
@@ -264,10 +289,6 @@ class _Adaptation:
             else None
         )
         self.maps: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.log: dict[str, list[float]] = {}
-
-    def _record(self, key: str, value: torch.Tensor) -> None:
-        self.log.setdefault(key, []).append(float(value.detach()))
 
     def losses(
         self, x_sim: torch.Tensor, y_sim: torch.Tensor, weights: torch.Tensor, it: int, gen: torch.Generator
@@ -314,25 +335,14 @@ class _Adaptation:
         self.opt_d.step()
         self._record("disc", loss)
 
-    def postfix(self) -> dict[str, str]:
-        return {k: f"{np.mean(v[-20:]):.3f}" for k, v in self.log.items() if k != "seg" and v}
 
-    def summary(self) -> dict[str, Any]:
-        """First and last mean of every adaptation loss (50 iterations each)."""
-        return {
-            k: {"first": round(float(np.mean(v[:50])), 5), "last": round(float(np.mean(v[-50:])), 5)}
-            for k, v in self.log.items()
-        }
-
-
-class _SelfTraining:
+class _SelfTraining(_LossLog):
     """Class-balanced self-training (``adapt: self_train``, see the module docstring): the
     pseudo-labels of the real frames, remade at the start of every round, and the real half of
     each batch."""
 
-    opt_d = None
-
     def __init__(self, cfg: SegmenterConfig, model: nn.Module):
+        super().__init__()
         self.cfg, self.model = cfg, model
         images, masks = load_arrays(cfg.real, cfg.frames, cfg.image_size, cfg.seed + 1)
         self.real_images = images
@@ -342,7 +352,6 @@ class _SelfTraining:
         self.per_round = cfg.iterations // cfg.self_train_rounds
         self.y_real: torch.Tensor | None = None
         self.rounds: list[dict[str, Any]] = []
-        self.log: dict[str, list[float]] = {}
 
     @torch.no_grad()
     def _probabilities(self, first: bool) -> torch.Tensor:
@@ -377,22 +386,22 @@ class _SelfTraining:
     def relabel(self, first: bool) -> None:
         cfg = self.cfg
         confidence, label = self._probabilities(first).max(1)
-        thresholds = []
+        thresholds: list[float | None] = []  # None: no pixel was predicted as that class
         for c in range(len(CLASS_NAMES)):
             conf_c = confidence[label == c]
             if conf_c.numel() == 0:
-                thresholds.append(1.0)
+                thresholds.append(None)
                 continue
             # the most confident pseudo_portion of this class's pixels (sorted, no sampling)
             k = max(1, int(round(cfg.pseudo_portion * conf_c.numel())))
             kth = float(conf_c.flatten().sort(descending=True).values[k - 1])
             thresholds.append(min(cfg.pseudo_confidence_cap, kth))
-        keep = confidence >= torch.tensor(thresholds)[label]
+        # a class never predicted has no pixel to keep, so any threshold serves it
+        keep = confidence >= torch.tensor([1.0 if t is None else t for t in thresholds])[label]
         self.y_real = torch.where(keep, label, torch.full_like(label, IGNORE_ID))
         info: dict[str, Any] = {
             "source": "teacher" if first and cfg.teacher else "student",
-            # None: no pixel was predicted as that class, so none is kept
-            "thresholds": [round(t, 4) if (label == c).any() else None for c, t in enumerate(thresholds)],
+            "thresholds": [None if t is None else round(t, 4) for t in thresholds],
             "kept_fraction": round(float(keep.float().mean()), 4),
         }
         if self.y_true is not None:
@@ -424,22 +433,13 @@ class _SelfTraining:
         logits = self.model(torch.cat([x_sim, x_real]))
         loss_sim = F.cross_entropy(logits[: len(x_sim)], y_sim, weight=weights, ignore_index=IGNORE_ID)
         loss_real = F.cross_entropy(logits[len(x_sim) :], y_real, weight=weights, ignore_index=IGNORE_ID)
-        self.log.setdefault("sim", []).append(float(loss_sim.detach()))
-        self.log.setdefault("real", []).append(float(loss_real.detach()))
-        # the two halves weigh alike, as in one batch of 2b frames
+        self._record("sim", loss_sim)
+        self._record("real", loss_real)
+        # the sim and the real half weigh alike, whatever their pixel counts
         return logits[: len(x_sim)], 0.5 * (loss_sim + loss_real)
 
     def discriminator_step(self) -> None:
         """No discriminator: self-training has none."""
 
-    def postfix(self) -> dict[str, str]:
-        return {k: f"{np.mean(v[-20:]):.3f}" for k, v in self.log.items() if v}
-
     def summary(self) -> dict[str, Any]:
-        return {
-            **{
-                k: {"first": round(float(np.mean(v[:50])), 5), "last": round(float(np.mean(v[-50:])), 5)}
-                for k, v in self.log.items()
-            },
-            "rounds": self.rounds,
-        }
+        return {**super().summary(), "rounds": self.rounds}
