@@ -100,8 +100,9 @@ def test_learning_rate_decays_linearly_to_zero(tmp_path):
     assert lrs[3] > lrs[4] > lrs[5] > lrs[6] > lrs[7] == 0.0
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    cfg = TranslatorConfig(method="cyclegan", iterations=6, **TINY)
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_resume_equals_uninterrupted(tmp_path, noise):
+    cfg = TranslatorConfig(method="cyclegan", iterations=6, cycle_noise_std=noise, **TINY)
     straight = TranslatorTrainer(cfg, tmp_path / "a.pt")
     straight.train(progress=False)
 
@@ -134,6 +135,21 @@ def test_vr_goggles_adds_semantic_and_shift_terms(tmp_path):
         tmp_path / "vr2.pt",
     )
     assert "sem_pseudo" not in strict.step()
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.5])
+def test_cycle_noise_reaches_the_reconstructing_generator_only(tmp_path, noise):
+    trainer = TranslatorTrainer(
+        TranslatorConfig(method="cyclegan", iterations=2, cycle_noise_std=noise, **TINY), tmp_path / "n.pt"
+    )
+    outputs, inputs = [], []
+    trainer.G_rs.register_forward_hook(lambda m, args, out: outputs.append(out.detach().clone()))
+    trainer.G_sr.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach().clone()))
+    trainer.step()
+    # G_sr runs on x_s (translation), on G_rs(x_r) (the cycle), then on x_r (identity)
+    fake_s, cycle_input = outputs[0], inputs[1]
+    residual = (cycle_input - fake_s).std().item()
+    assert residual == pytest.approx(noise, rel=0.1, abs=1e-7)
 
 
 def test_config_errors():

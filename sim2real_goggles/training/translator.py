@@ -78,6 +78,12 @@ class TranslatorConfig(AdversarialConfig):
     identity_weight: float = 0.5
     """Identity loss weight as a fraction of lambda_cycle."""
     pool_size: int = 50
+    cycle_noise_std: float = 0.0
+    """Standard deviation of Gaussian noise (in the [-1, 1] image range) added to each
+    translation before the other generator reconstructs it in the cycle terms (Bashkirova et al.
+    2019, "Adversarial self-defense for cycle-consistent GANs"). Without it a generator can hide
+    what it paints over (a cabinet repainted as wall) in differences too small to see and still
+    pass the cycle; with it, what the reverse generator needs must stay visible. 0 = off."""
     lambda_semantic: float = 1.0
     """Weight of the pseudo-label term CE(S(G_rs(x_r)), labeller(x_r))."""
     lambda_semantic_cycle: float = 1.0
@@ -287,6 +293,12 @@ class TranslatorTrainer(AdversarialTrainer):
         y = self.y_sim[is_].to(self.device) if self.y_sim is not None else None
         return self.x_real[ir].to(self.device), self.x_sim[is_].to(self.device), y
 
+    def _cycle_noise(self, fake: torch.Tensor) -> torch.Tensor:
+        if self.cfg.cycle_noise_std <= 0:
+            return fake
+        noise = torch.randn(fake.shape, generator=self.gen).to(device=fake.device, dtype=fake.dtype)
+        return fake + noise * self.cfg.cycle_noise_std
+
     def _semantic_terms(
         self, x_r: torch.Tensor, y_s: torch.Tensor, fake_s: torch.Tensor, rec_s: torch.Tensor, log: dict[str, float]
     ) -> dict[str, torch.Tensor]:
@@ -334,8 +346,8 @@ class TranslatorTrainer(AdversarialTrainer):
         with self.autocast():
             fake_s = self.G_rs(x_r)  # real -> sim
             fake_r = self.G_sr(x_s)  # sim -> real
-            rec_r = self.G_sr(fake_s)
-            rec_s = self.G_rs(fake_r)
+            rec_r = self.G_sr(self._cycle_noise(fake_s))
+            rec_s = self.G_rs(self._cycle_noise(fake_r))
             losses: dict[str, torch.Tensor] = {
                 "G_rs": lsgan_loss(self.D_sim(fake_s), True),
                 "G_sr": lsgan_loss(self.D_real(fake_r), True),
