@@ -142,14 +142,17 @@ def test_cycle_noise_reaches_the_reconstructing_generator_only(tmp_path, noise):
     trainer = TranslatorTrainer(
         TranslatorConfig(method="cyclegan", iterations=2, cycle_noise_std=noise, **TINY), tmp_path / "n.pt"
     )
-    outputs, inputs = [], []
+    outputs, inputs, judged = [], [], []
     trainer.G_rs.register_forward_hook(lambda m, args, out: outputs.append(out.detach().clone()))
     trainer.G_sr.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach().clone()))
+    trainer.D_sim.register_forward_pre_hook(lambda m, args: judged.append(args[0].detach().clone()))
     trainer.step()
     # G_sr runs on x_s (translation), on G_rs(x_r) (the cycle), then on x_r (identity)
     fake_s, cycle_input = outputs[0], inputs[1]
     residual = (cycle_input - fake_s).std().item()
     assert residual == pytest.approx(noise, rel=0.1, abs=1e-7)
+    # the generator's adversarial term judges the clean translation
+    assert torch.equal(judged[0], fake_s)
 
 
 def test_config_errors():
@@ -157,6 +160,8 @@ def test_config_errors():
         TranslatorConfig(method="pix2pix")
     with pytest.raises(ValueError, match="--segmenter"):
         TranslatorConfig(method="vr_goggles")
+    with pytest.raises(ValueError, match="cycle_noise_std must be >= 0"):
+        TranslatorConfig(cycle_noise_std=-0.1)
 
 
 def test_pseudo_labels_come_from_the_labeller_after_the_warmup(tmp_path):

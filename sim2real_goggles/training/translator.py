@@ -126,6 +126,8 @@ class TranslatorConfig(AdversarialConfig):
         super().__post_init__()
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}: choose one of {METHODS}")
+        if self.cycle_noise_std < 0:
+            raise ValueError(f"cycle_noise_std must be >= 0, got {self.cycle_noise_std}")
         if self.method == "vr_goggles" and not self.segmenter:
             raise ValueError("vr_goggles needs --segmenter (a checkpoint from goggles train-segmenter)")
 
