@@ -56,7 +56,7 @@ from sim2real_goggles.training.adapt import (
     self_information,
 )
 from sim2real_goggles.training.augment import appearance_augment
-from sim2real_goggles.training.base import config_dict
+from sim2real_goggles.training.base import config_dict, frozen_network
 
 ADAPT_METHODS = ("", "dann", "advent", "self_train")
 
@@ -362,7 +362,7 @@ class _SelfTraining(_LossLog):
             from sim2real_goggles.translation import Translator
 
             translator = Translator.load(self.cfg.teacher, device="cpu")
-            net = load_checkpoint(self.cfg.teacher_segmenter).build("cpu").eval()
+            net = frozen_network(self.cfg.teacher_segmenter, torch.device("cpu"))
             images = self.real_images
 
             def run(batch: np.ndarray) -> torch.Tensor:
