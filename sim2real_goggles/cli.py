@@ -965,25 +965,28 @@ def _train_translator(args: argparse.Namespace) -> int:
     from sim2real_goggles.training.translator import TranslatorTrainer, load_recipe
     from sim2real_goggles.translation import resolve_device
 
-    extra = _overrides(args.overrides)
     recipe = args.recipe or share_path("config", "training", f"{args.method}.yaml")
-    cfg = load_recipe(
-        recipe,
-        method=args.method,
-        real=args.real,
-        sim=args.sim,
-        segmenter=args.segmenter,
-        labeller=args.labeller,
-        teacher=args.teacher,
-        mask_loss=args.mask_loss,
-        arch=args.arch,
-        iterations=args.iterations,
-        batch_size=args.batch_size,
-        image_size=args.size,
-        frames=args.frames,
-        seed=args.seed,
-        **extra,
-    )
+    options = {
+        "method": args.method,
+        "real": args.real,
+        "sim": args.sim,
+        "segmenter": args.segmenter,
+        "labeller": args.labeller,
+        "teacher": args.teacher,
+        "mask_loss": args.mask_loss or None,
+        "arch": args.arch,
+        "iterations": args.iterations,
+        "batch_size": args.batch_size,
+        "image_size": args.size,
+        "frames": args.frames,
+        "seed": args.seed,
+    }
+    # --set may give a key that also has an option (--set iterations=100); both at once is an error
+    for key, value in _overrides(args.overrides).items():
+        if options.get(key) is not None:
+            raise ValueError(f"--set {key}={value} repeats an option given on the command line: give it once")
+        options[key] = value
+    cfg = load_recipe(recipe, **options)
     device = resolve_device(args.device)
     if device.type == "cuda" and distributed.launched_by_torchrun():
         device = _cuda_device_for_rank(int(os.environ.get("LOCAL_RANK", "0")))

@@ -158,13 +158,16 @@ def test_train_translator_set_overrides_and_wrong_options_fail_clearly(tmp_path,
     assert "no_such_key" in capsys.readouterr().err
     assert main([*base, "--method", "simgan", "--segmenter", "seg.pt"]) == 2
     assert "does not apply to method 'simgan'" in capsys.readouterr().err
+    # a key with its own option may come through --set, but not both ways at once
+    assert main([*base, "--method", "cyclegan", "--set", "iterations=2"]) == 2
+    assert "--set iterations=2 repeats an option" in capsys.readouterr().err
     out = tmp_path / "sg.pt"
     args = ["train-translator", "--method", "simgan", "--out", str(out), "--size", "32", "--frames", "8"]
     args += [
         "--batch-size",
         "2",
-        "--iterations",
-        "4",
+        "--set",
+        "iterations=4",
         "--set",
         "pretrain_refiner=1",
         "--set",

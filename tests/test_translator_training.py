@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
@@ -13,6 +14,7 @@ from sim2real_goggles.training.translator import (
     ImagePool,
     TranslatorConfig,
     TranslatorTrainer,
+    layout_maps,
     lsgan_loss,
     semantic_loss,
     shift_loss,
@@ -162,6 +164,58 @@ def test_config_errors():
         TranslatorConfig(method="vr_goggles")
     with pytest.raises(ValueError, match="cycle_noise_std must be >= 0"):
         TranslatorConfig(cycle_noise_std=-0.1)
+    with pytest.raises(ValueError, match="lambda_semantic_adv must be >= 0"):
+        TranslatorConfig(method="vr_goggles", segmenter="s.pt", lambda_semantic_adv=-1.0)
+    with pytest.raises(ValueError, match="lambda_semantic_adv needs the sim segmenter"):
+        TranslatorConfig(method="cyclegan", lambda_semantic_adv=1.0)
+
+
+def test_semantic_adversary_judges_segmentation_maps_after_the_warmup_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    seg = save_checkpoint(tmp_path / "seg.pt", SegmenterNet(base=8), "segmenter", {"base": 8})
+    cfg = TranslatorConfig(
+        method="vr_goggles", segmenter=str(seg), iterations=6, semantic_warmup=2, lambda_semantic_adv=0.5, **TINY
+    )
+    trainer = TranslatorTrainer(cfg, tmp_path / "a.pt")
+    off = TranslatorConfig(method="vr_goggles", segmenter=str(seg), iterations=6, **TINY)
+    assert TranslatorTrainer(off, tmp_path / "off.pt").D_sem is None  # off by default
+    seen = []  # (maps, whether they carry a gradient path back to the generator)
+    trainer.D_sem.register_forward_pre_hook(lambda m, args: seen.append((args[0].detach(), args[0].requires_grad)))
+    before = {k: v.clone() for k, v in trainer.D_sem.state_dict().items()}
+    logs = [trainer.step() for _ in range(2)]
+    assert not seen and all("G_sem" not in log and "D_sem" not in log for log in logs)
+    assert all(torch.equal(before[k], v) for k, v in trainer.D_sem.state_dict().items())
+    log = trainer.step()
+    assert log["G_sem"] > 0.0 and log["D_sem"] > 0.0
+    assert any(not torch.equal(before[k], v) for k, v in trainer.D_sem.state_dict().items())
+    # generator pass: S's maps of the translation, differentiable back to G_rs; then the
+    # discriminator pass: maps of sim frames and of pooled translations, without a gradient
+    assert [grad for _, grad in seen] == [True, False, False]
+    for maps, _ in seen:
+        assert maps.shape == (TINY["batch_size"], 4, 32, 32)
+        assert torch.allclose(maps.sum(1), torch.ones(1), atol=1e-5)
+        assert torch.equal(maps.round(), maps.round().clamp(0, 1)) and (maps - maps.round()).abs().max() < 1e-5
+    # the adversary's weights are part of the training state: resume equals uninterrupted
+    trainer.train(progress=False)
+    first = TranslatorTrainer(cfg, tmp_path / "b.pt")
+    first.train(progress=False, stop_after=4)
+    resumed = TranslatorTrainer(cfg, tmp_path / "b.pt")
+    resumed.restore(tmp_path / "b.pt")
+    resumed.train(progress=False)
+    for module in ("G_rs", "D_sem"):
+        for k, v in getattr(trainer, module).state_dict().items():
+            assert torch.equal(v, getattr(resumed, module).state_dict()[k]), (module, k)
+
+
+def test_layout_maps_are_one_hot_with_the_softmax_gradient():
+    logits = torch.randn(2, 4, 5, 5, requires_grad=True)
+    maps = layout_maps(logits)
+    assert torch.allclose(maps.detach(), F.one_hot(logits.argmax(1), 4).permute(0, 3, 1, 2).float(), atol=1e-6)
+    weight = torch.randn(2, 4, 5, 5)
+    (maps * weight).sum().backward()
+    soft = logits.detach().clone().requires_grad_(True)
+    (soft.softmax(1) * weight).sum().backward()
+    assert torch.allclose(logits.grad, soft.grad)
 
 
 def test_pseudo_labels_come_from_the_labeller_after_the_warmup(tmp_path):

@@ -144,11 +144,15 @@ class PatchGANDiscriminator(nn.Module):
 
     :param ndf: filters of the first layer.
     :param n_layers: 3 gives the 70x70 receptive field.
+    :param in_channels: 3 for images; the class count for segmentation maps.
     """
 
-    def __init__(self, ndf: int = 64, n_layers: int = 3, norm: Norm = "instance"):
+    def __init__(self, ndf: int = 64, n_layers: int = 3, norm: Norm = "instance", in_channels: int = 3):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         ch = ndf
         for i in range(1, n_layers + 1):
             out = ndf * min(2**i, 8)

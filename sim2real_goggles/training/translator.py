@@ -19,7 +19,11 @@ ship), ``G_sr`` the reverse; ``D_sim`` and ``D_real`` are PatchGAN discriminator
     DESIGN §5);
   - a shift loss ||G_rs(shift(x_r)) - shift(G_rs(x_r))||_1 on the overlap, for a random integer
     shift of up to ``max_shift_fraction`` of the image, which keeps consecutive video frames
-    consistent.
+    consistent;
+  - optionally (``lambda_semantic_adv`` > 0) an adversarial term on the segmentation maps: a
+    third PatchGAN ``D_sem`` tells S's class maps of sim frames from those of translations
+    (output-space adaptation, Tsai et al. CVPR 2018), so the layout of the classes in a
+    translation must look like the simulator's.
 * ``mask_loss`` (``--mask-loss``, either method): the mask-aware CycleGAN of synthetic retail
   imagery. The cycle and identity L1 terms are averaged separately inside and outside the
   object masks (classes ``mask_classes``: obstacles and the target) and weighted
@@ -95,6 +99,14 @@ class TranslatorConfig(AdversarialConfig):
     """The pseudo-label term is on only while the labeller's mean confidence on the real batch is at least this."""
     semantic_warmup: int = 0
     """Iterations of plain CycleGAN (plus the semantic cycle) before the pseudo-label term may switch on."""
+    lambda_semantic_adv: float = 0.0
+    """Weight of the adversarial term on the segmentation maps (vr_goggles; 0 = off): a
+    discriminator ``D_sem`` tells the sim segmenter's class maps of sim frames, S(x_s), from
+    those of translations, S(G_rs(x_r)) (one-hot, with the softmax's gradient: :func:`layout_maps`),
+    and G_rs is trained to fool it (LSGAN, after ``semantic_warmup``). It is output-space adaptation (Tsai et al. CVPR 2018) on the goggles:
+    the simulator's rooms fix the layout of the classes (where obstacles stand, the shape of the
+    chair), so a translation that paints a cabinet as wall or a chair as obstacle gives a map
+    whose shapes the sim frames never show, whatever the pseudo-labels say."""
     lambda_shift: float = 1.0
     max_shift_fraction: float = 0.125
     segmenter: str = ""
@@ -128,6 +140,10 @@ class TranslatorConfig(AdversarialConfig):
             raise ValueError(f"unknown method {self.method!r}: choose one of {METHODS}")
         if self.cycle_noise_std < 0:
             raise ValueError(f"cycle_noise_std must be >= 0, got {self.cycle_noise_std}")
+        if self.lambda_semantic_adv < 0:
+            raise ValueError(f"lambda_semantic_adv must be >= 0, got {self.lambda_semantic_adv}")
+        if self.lambda_semantic_adv > 0 and self.method != "vr_goggles":
+            raise ValueError("lambda_semantic_adv needs the sim segmenter of --method vr_goggles")
         if self.method == "vr_goggles" and not self.segmenter:
             raise ValueError("vr_goggles needs --segmenter (a checkpoint from goggles train-segmenter)")
 
@@ -238,6 +254,16 @@ def semantic_loss(
     return F.cross_entropy(logits, labels, weight=class_weights, ignore_index=IGNORE_ID)
 
 
+def layout_maps(logits: torch.Tensor) -> torch.Tensor:
+    """One-hot maps of a segmenter's classes (N, C, H, W) that pass the gradient of its softmax
+    (straight-through). A discriminator on them sees where each class is, not how confident the
+    segmenter was: S is sure of itself on sim frames and less so on translations, and soft maps
+    would let the discriminator win on that alone."""
+    p = logits.float().softmax(1)
+    hard = F.one_hot(p.argmax(1), p.shape[1]).permute(0, 3, 1, 2).to(p.dtype)
+    return hard + p - p.detach()
+
+
 class TranslatorTrainer(AdversarialTrainer):
     """Holds the networks, optimisers and data of one run; :meth:`train` runs it."""
 
@@ -251,10 +277,15 @@ class TranslatorTrainer(AdversarialTrainer):
         self.G_sr = build_model(cfg.arch, **self.arch_kwargs).to(self.device)
         self.D_sim = PatchGANDiscriminator(ndf=cfg.ndf).to(self.device)
         self.D_real = PatchGANDiscriminator(ndf=cfg.ndf).to(self.device)
-        self.sync_initial_weights([self.G_rs, self.G_sr, self.D_sim, self.D_real])
+        self.discriminators = [self.D_sim, self.D_real]
+        self.D_sem: nn.Module | None = None
+        if cfg.lambda_semantic_adv > 0:
+            self.D_sem = PatchGANDiscriminator(ndf=cfg.ndf, in_channels=len(cfg.semantic_class_weights)).to(self.device)
+            self.discriminators.append(self.D_sem)
+        self.sync_initial_weights([self.G_rs, self.G_sr, *self.discriminators])
         betas = (cfg.beta1, 0.999)
         self.opt_G = torch.optim.Adam([*self.G_rs.parameters(), *self.G_sr.parameters()], lr=cfg.lr, betas=betas)
-        self.opt_D = torch.optim.Adam([*self.D_sim.parameters(), *self.D_real.parameters()], lr=cfg.lr, betas=betas)
+        self.opt_D = torch.optim.Adam([p for d in self.discriminators for p in d.parameters()], lr=cfg.lr, betas=betas)
         lam = lr_lambda(cfg.iterations, cfg.decay_start)
         self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, lam)
         self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, lam)
@@ -319,6 +350,9 @@ class TranslatorTrainer(AdversarialTrainer):
             )
         return terms
 
+    def _semantic_adv_on(self) -> bool:
+        return self.D_sem is not None and self.iteration >= self.cfg.semantic_warmup
+
     def _reconstruction_losses(self, x_r: torch.Tensor, y_s: torch.Tensor | None, log: dict[str, float]) -> dict:
         """The L1 of the cycle and identity terms per domain: plain, or masked (``mask_loss``)."""
         cfg = self.cfg
@@ -343,7 +377,7 @@ class TranslatorTrainer(AdversarialTrainer):
         log: dict[str, float] = {}
         rec_loss = self._reconstruction_losses(x_r, y_s, log)
         # --- generators (discriminators frozen)
-        for d in (self.D_sim, self.D_real):
+        for d in self.discriminators:
             d.requires_grad_(False)
         with self.autocast():
             fake_s = self.G_rs(x_r)  # real -> sim
@@ -362,6 +396,10 @@ class TranslatorTrainer(AdversarialTrainer):
             if cfg.method == "vr_goggles":
                 assert y_s is not None
                 losses.update(self._semantic_terms(x_r, y_s, fake_s, rec_s, log))
+                if self._semantic_adv_on():
+                    assert self.D_sem is not None and self.segmenter is not None
+                    maps_fake = layout_maps(self.segmenter(fake_s))
+                    losses["G_sem"] = lsgan_loss(self.D_sem(maps_fake), True) * cfg.lambda_semantic_adv
                 max_shift = max(1, int(cfg.image_size * cfg.max_shift_fraction))
                 dy, dx = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=self.gen))
                 losses["shift"] = shift_loss(self.G_rs, x_r, dy, dx, y=fake_s) * cfg.lambda_shift
@@ -373,14 +411,24 @@ class TranslatorTrainer(AdversarialTrainer):
                 losses["labeller"] = semantic_loss(self.labeller(fake_r.detach()), y_s, self.class_weights)
             self.optimise("L", self.opt_L, losses["labeller"])
         # --- discriminators, on pooled fakes
-        for d in (self.D_sim, self.D_real):
+        for d in self.discriminators:
             d.requires_grad_(True)
         pooled_s = self.pool_sim.query(fake_s.float(), self.gen)
         pooled_r = self.pool_real.query(fake_r.float(), self.gen)
         with self.autocast():
             losses["D_sim"] = 0.5 * (lsgan_loss(self.D_sim(x_s), True) + lsgan_loss(self.D_sim(pooled_s), False))
             losses["D_real"] = 0.5 * (lsgan_loss(self.D_real(x_r), True) + lsgan_loss(self.D_real(pooled_r), False))
-        self.optimise("D", self.opt_D, losses["D_sim"] + losses["D_real"])
+            loss_D = losses["D_sim"] + losses["D_real"]
+            if self._semantic_adv_on():
+                assert self.D_sem is not None and self.segmenter is not None
+                with torch.no_grad():
+                    maps_s = layout_maps(self.segmenter(x_s))
+                    maps_fake = layout_maps(self.segmenter(pooled_s))
+                losses["D_sem"] = 0.5 * (
+                    lsgan_loss(self.D_sem(maps_s), True) + lsgan_loss(self.D_sem(maps_fake), False)
+                )
+                loss_D = loss_D + losses["D_sem"]
+        self.optimise("D", self.opt_D, loss_D)
         self.sched_G.step()
         self.sched_D.step()
         self.iteration += 1
@@ -393,8 +441,12 @@ class TranslatorTrainer(AdversarialTrainer):
         return self.G_rs
 
     def state_objects(self) -> dict[str, Any]:
-        adaptive = {"labeller": self.labeller, "opt_L": self.opt_L} if self.cfg.labeller_adapt_lr > 0 else {}
-        return adaptive | {
+        state: dict[str, Any] = (
+            {"labeller": self.labeller, "opt_L": self.opt_L} if self.cfg.labeller_adapt_lr > 0 else {}
+        )
+        if self.D_sem is not None:
+            state["D_sem"] = self.D_sem
+        return state | {
             "G_sr": self.G_sr,
             "D_sim": self.D_sim,
             "D_real": self.D_real,
@@ -430,6 +482,7 @@ __all__ = [
     "ImagePool",
     "TranslatorConfig",
     "TranslatorTrainer",
+    "layout_maps",
     "load_recipe",
     "lsgan_loss",
     "semantic_loss",
