@@ -33,6 +33,25 @@ TINY = dict(
 )
 
 
+def assert_resume_equals_uninterrupted(cfg, tmp_path, stop_after, modules, straight=None):
+    """Train ``cfg`` in one go (unless a finished ``straight`` trainer is given) and in two parts
+    (stopped after ``stop_after`` iterations, restored from the checkpoint); the named networks
+    must end bit-identical."""
+    if straight is None:
+        straight = TranslatorTrainer(cfg, tmp_path / "straight.pt")
+        straight.train(progress=False)
+    first = TranslatorTrainer(cfg, tmp_path / "parts.pt")
+    first.train(progress=False, stop_after=stop_after)
+    assert first.iteration == stop_after
+    resumed = TranslatorTrainer(cfg, tmp_path / "parts.pt")
+    resumed.restore(tmp_path / "parts.pt")
+    resumed.train(progress=False)
+    assert resumed.iteration == cfg.iterations
+    for module in modules:
+        for name, tensor in getattr(straight, module).state_dict().items():
+            assert torch.equal(tensor, getattr(resumed, module).state_dict()[name]), (module, name)
+
+
 def test_shift_loss_is_zero_for_a_shift_equivariant_map_and_not_otherwise():
     x = torch.rand(2, 3, 32, 32)
     conv = nn.Conv2d(3, 3, 1)  # 1x1 convolution: commutes with shifts
@@ -105,20 +124,7 @@ def test_learning_rate_decays_linearly_to_zero(tmp_path):
 @pytest.mark.parametrize("noise", [0.0, 0.3])
 def test_resume_equals_uninterrupted(tmp_path, noise):
     cfg = TranslatorConfig(method="cyclegan", iterations=6, cycle_noise_std=noise, **TINY)
-    straight = TranslatorTrainer(cfg, tmp_path / "a.pt")
-    straight.train(progress=False)
-
-    first = TranslatorTrainer(cfg, tmp_path / "b.pt")
-    first.train(progress=False, stop_after=3)
-    assert first.iteration == 3
-    resumed = TranslatorTrainer(cfg, tmp_path / "b.pt")
-    resumed.restore(tmp_path / "b.pt")
-    resumed.train(progress=False)
-    assert resumed.iteration == 6
-    for name, tensor in straight.G_rs.state_dict().items():
-        assert torch.equal(tensor, resumed.G_rs.state_dict()[name]), name
-    for name, tensor in straight.D_sim.state_dict().items():
-        assert torch.equal(tensor, resumed.D_sim.state_dict()[name]), name
+    assert_resume_equals_uninterrupted(cfg, tmp_path, 3, ("G_rs", "D_sim"))
 
 
 def test_vr_goggles_adds_semantic_and_shift_terms(tmp_path):
@@ -197,14 +203,7 @@ def test_semantic_adversary_judges_segmentation_maps_after_the_warmup_and_resume
         assert torch.equal(maps.round(), maps.round().clamp(0, 1)) and (maps - maps.round()).abs().max() < 1e-5
     # the adversary's weights are part of the training state: resume equals uninterrupted
     trainer.train(progress=False)
-    first = TranslatorTrainer(cfg, tmp_path / "b.pt")
-    first.train(progress=False, stop_after=4)
-    resumed = TranslatorTrainer(cfg, tmp_path / "b.pt")
-    resumed.restore(tmp_path / "b.pt")
-    resumed.train(progress=False)
-    for module in ("G_rs", "D_sem"):
-        for k, v in getattr(trainer, module).state_dict().items():
-            assert torch.equal(v, getattr(resumed, module).state_dict()[k]), (module, k)
+    assert_resume_equals_uninterrupted(cfg, tmp_path, 4, ("G_rs", "D_sem"), straight=trainer)
 
 
 def test_layout_maps_are_one_hot_with_the_softmax_gradient():
@@ -283,12 +282,4 @@ def test_adaptive_labeller_learns_from_sim_to_real_translations_and_resumes(tmp_
     assert any(not torch.equal(initial[k], v) for k, v in trainer.labeller.state_dict().items())
     assert all(not p.requires_grad for p in trainer.segmenter.parameters())  # S stays frozen
     # resume restores the adapted labeller too
-    first = TranslatorTrainer(cfg, tmp_path / "b.pt")
-    first.train(progress=False, stop_after=5)
-    resumed = TranslatorTrainer(cfg, tmp_path / "b.pt")
-    resumed.restore(tmp_path / "b.pt")
-    resumed.train(progress=False)
-    straight = TranslatorTrainer(cfg, tmp_path / "c.pt")
-    straight.train(progress=False)
-    for k, v in straight.labeller.state_dict().items():
-        assert torch.equal(v, resumed.labeller.state_dict()[k]), k
+    assert_resume_equals_uninterrupted(cfg, tmp_path, 5, ("G_rs", "labeller"))
