@@ -102,11 +102,12 @@ class TranslatorConfig(AdversarialConfig):
     lambda_semantic_adv: float = 0.0
     """Weight of the adversarial term on the segmentation maps (vr_goggles; 0 = off): a
     discriminator ``D_sem`` tells the sim segmenter's class maps of sim frames, S(x_s), from
-    those of translations, S(G_rs(x_r)) (one-hot, with the softmax's gradient: :func:`layout_maps`),
-    and G_rs is trained to fool it (LSGAN, after ``semantic_warmup``). It is output-space adaptation (Tsai et al. CVPR 2018) on the goggles:
-    the simulator's rooms fix the layout of the classes (where obstacles stand, the shape of the
-    chair), so a translation that paints a cabinet as wall or a chair as obstacle gives a map
-    whose shapes the sim frames never show, whatever the pseudo-labels say."""
+    those of translations, S(G_rs(x_r)) (one-hot, with the softmax's gradient:
+    :func:`layout_maps`), and G_rs is trained to fool it (LSGAN, after ``semantic_warmup``). It
+    is output-space adaptation (Tsai et al. CVPR 2018) on the goggles: the simulator's rooms fix
+    the layout of the classes (where obstacles stand, the shape of the chair), so a translation
+    that paints a cabinet as wall or a chair as obstacle gives a map whose shapes the sim frames
+    never show, whatever the pseudo-labels say."""
     lambda_shift: float = 1.0
     max_shift_fraction: float = 0.125
     segmenter: str = ""
@@ -342,16 +343,21 @@ class TranslatorTrainer(AdversarialTrainer):
             confidence, pseudo = self.labeller(x_r).float().softmax(1).max(1)
         reliability = float(confidence.mean())
         log["labeller_confidence_real"] = reliability
-        if self.iteration >= cfg.semantic_warmup and reliability >= cfg.semantic_reliability:
+        pseudo_on = self.iteration >= cfg.semantic_warmup and reliability >= cfg.semantic_reliability
+        adversary_on = self.D_sem is not None and self.iteration >= cfg.semantic_warmup
+        if not (pseudo_on or adversary_on):
+            return terms
+        logits_fake = self.segmenter(fake_s)  # once, for both terms
+        if pseudo_on:
             confident = confidence >= cfg.semantic_confidence
             log["pseudo_label_fraction"] = float(confident.float().mean())
             terms["sem_pseudo"] = (
-                semantic_loss(self.segmenter(fake_s), pseudo, self.class_weights, confident) * cfg.lambda_semantic
+                semantic_loss(logits_fake, pseudo, self.class_weights, confident) * cfg.lambda_semantic
             )
+        if adversary_on:
+            assert self.D_sem is not None
+            terms["G_sem"] = lsgan_loss(self.D_sem(layout_maps(logits_fake)), True) * cfg.lambda_semantic_adv
         return terms
-
-    def _semantic_adv_on(self) -> bool:
-        return self.D_sem is not None and self.iteration >= self.cfg.semantic_warmup
 
     def _reconstruction_losses(self, x_r: torch.Tensor, y_s: torch.Tensor | None, log: dict[str, float]) -> dict:
         """The L1 of the cycle and identity terms per domain: plain, or masked (``mask_loss``)."""
@@ -396,10 +402,6 @@ class TranslatorTrainer(AdversarialTrainer):
             if cfg.method == "vr_goggles":
                 assert y_s is not None
                 losses.update(self._semantic_terms(x_r, y_s, fake_s, rec_s, log))
-                if self._semantic_adv_on():
-                    assert self.D_sem is not None and self.segmenter is not None
-                    maps_fake = layout_maps(self.segmenter(fake_s))
-                    losses["G_sem"] = lsgan_loss(self.D_sem(maps_fake), True) * cfg.lambda_semantic_adv
                 max_shift = max(1, int(cfg.image_size * cfg.max_shift_fraction))
                 dy, dx = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=self.gen))
                 losses["shift"] = shift_loss(self.G_rs, x_r, dy, dx, y=fake_s) * cfg.lambda_shift
@@ -419,8 +421,8 @@ class TranslatorTrainer(AdversarialTrainer):
             losses["D_sim"] = 0.5 * (lsgan_loss(self.D_sim(x_s), True) + lsgan_loss(self.D_sim(pooled_s), False))
             losses["D_real"] = 0.5 * (lsgan_loss(self.D_real(x_r), True) + lsgan_loss(self.D_real(pooled_r), False))
             loss_D = losses["D_sim"] + losses["D_real"]
-            if self._semantic_adv_on():
-                assert self.D_sem is not None and self.segmenter is not None
+            if self.D_sem is not None and "G_sem" in losses:
+                assert self.segmenter is not None
                 with torch.no_grad():
                     maps_s = layout_maps(self.segmenter(x_s))
                     maps_fake = layout_maps(self.segmenter(pooled_s))
