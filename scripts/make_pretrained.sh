@@ -39,11 +39,15 @@ ship() {  # NAME DESCRIPTION [--fp16-weights]
 
 train segmenter goggles train-segmenter --domain sim --out "$RUNS/segmenter.pt"
 train labeller goggles train-segmenter --domain sim --augment 0.75 --iterations 3000 --out "$RUNS/labeller.pt"
+# The labeller of the VR-Goggles recipe (since 2026-12-02): the global-context U-Net, every class
+# region of every frame repainted. (pretrained:labeller gives the masks of cyclegan --mask-loss.)
+train labeller_context goggles train-segmenter --domain sim --augment 1.0 --iterations 3000 \
+  --set context=true --set augment_style=recolour --out "$RUNS/labeller_context.pt"
 train cyclegan goggles train-translator --method cyclegan --real real_lab --sim sim --out "$RUNS/cyclegan.pt"
 train vr_goggles goggles train-translator --method vr_goggles --real real_lab --sim sim \
-  --segmenter "$RUNS/segmenter.pt" --labeller "$RUNS/labeller.pt" --out "$RUNS/vr_goggles.pt"
+  --segmenter "$RUNS/segmenter.pt" --labeller "$RUNS/labeller_context.pt" --out "$RUNS/vr_goggles.pt"
 train vr_goggles_real_office goggles train-translator --method vr_goggles --real real_office --sim sim \
-  --segmenter "$RUNS/segmenter.pt" --labeller "$RUNS/labeller.pt" --out "$RUNS/vr_goggles_real_office.pt"
+  --segmenter "$RUNS/segmenter.pt" --labeller "$RUNS/labeller_context.pt" --out "$RUNS/vr_goggles_real_office.pt"
 train cyclegan_real_office goggles train-translator --method cyclegan --real real_office --sim sim \
   --out "$RUNS/cyclegan_real_office.pt"
 train simgan goggles train-translator --method simgan --sim sim --real real_lab --out "$RUNS/simgan.pt"
@@ -74,12 +78,17 @@ echo "== evaluating policy on 200 sim rooms"
   > "$RUNS/policy_ens.eval.json"
 
 ship segmenter "sim segmenter (U-Net): the judge of sem_miou and the semantic loss of vr_goggles"
-ship labeller "appearance-robust sim segmenter: pseudo-labels on real images for vr_goggles"
+ship labeller "appearance-robust sim segmenter (U-Net, blended appearance): the real masks of cyclegan --mask-loss, the start of self_train"
+# The labeller ships in float32, so the recipe's default (pretrained:labeller_context) gives the
+# pseudo-labels of the run that made the shipped goggles. The goggles ship in half precision (the
+# package stays under 30 MB): their entries record the half-precision file's own evaluation, this
+# script the float32 run's (they differed by at most 0.0003 per figure).
+ship labeller_context "appearance-robust sim segmenter (global-context U-Net, every region repainted): pseudo-labels on real images for vr_goggles"
 ship cyclegan "CycleGAN goggles real_lab -> sim (compact generator)"
-ship vr_goggles "VR-Goggles real_lab -> sim (compact generator): CycleGAN + semantic + shift losses"
+ship vr_goggles "VR-Goggles real_lab -> sim (compact generator): CycleGAN + semantic + shift losses" --fp16-weights
 ship vr_goggles_fast "VR-Goggles real_lab -> sim distilled into compact_fast (2.4x fewer MACs): for CPU robots"
 ship vr_goggles_fast_real_office "VR-Goggles real_office -> sim distilled into compact_fast: the same distill command on real_office"
-ship vr_goggles_real_office "VR-Goggles real_office -> sim: the same recipe and command, trained on real_office"
+ship vr_goggles_real_office "VR-Goggles real_office -> sim: the same recipe and command, trained on real_office" --fp16-weights
 ship cyclegan_real_office "CycleGAN goggles real_office -> sim: the same recipe and command, trained on real_office"
 ship simgan "SimGAN refiner sim -> real_lab (compact), for training policies on refined images"
 "$G" pretrained add policy "$RUNS/policy_ens.pt" \

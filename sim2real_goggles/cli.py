@@ -395,6 +395,8 @@ def _parser() -> argparse.ArgumentParser:
             """\
             Example:
               goggles train-segmenter --domain sim --out runs/segmenter.pt
+              goggles train-segmenter --domain sim --augment 1.0 --iterations 3000 --set context=true \\
+                  --set augment_style=recolour --out runs/labeller_context.pt
               goggles train-segmenter --adapt dann --real real_lab --out runs/segmenter_dann.pt
               goggles train-segmenter --adapt advent --real real_lab --out runs/segmenter_advent.pt
               goggles train-segmenter --adapt self_train --teacher pretrained:vr_goggles_fast \\
@@ -418,7 +420,7 @@ def _parser() -> argparse.ArgumentParser:
         "--augment",
         type=float,
         default=0.0,
-        help="fraction of each batch with randomised appearance (0.75: the robust labeller of vr_goggles)",
+        help="fraction of each batch with randomised appearance (1.0 with --set context=true --set augment_style=recolour: the labeller of vr_goggles)",
     )
     p.add_argument(
         "--adapt",
@@ -452,9 +454,9 @@ def _parser() -> argparse.ArgumentParser:
             Examples:
               goggles train-translator --method cyclegan --real real_lab --sim sim --out runs/cyclegan.pt
               goggles train-translator --method vr_goggles --segmenter runs/segmenter.pt \
-                  --labeller runs/labeller.pt --real real_lab --out runs/vr.pt
+                  --labeller runs/labeller_context.pt --real real_lab --out runs/vr.pt
               goggles train-translator --method vr_goggles --segmenter runs/segmenter.pt \
-                  --labeller runs/labeller.pt --real real_lab --out runs/vr.pt --resume
+                  --labeller runs/labeller_context.pt --real real_lab --out runs/vr.pt --resume
               goggles train-translator --method cyclegan --mask-loss --real real_lab --out runs/cyclegan_masked.pt
               goggles train-translator --method simgan --sim sim --real real_lab --out runs/simgan.pt
               goggles train-translator --method pixelda --sim sim --real real_lab --out runs/pixelda.pt

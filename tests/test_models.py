@@ -62,6 +62,20 @@ def test_segmenter_outputs_class_logits_and_features():
     assert feats.shape == (3, 32, 16, 16)
 
 
+def test_the_context_segmenter_sees_the_whole_frame_and_the_plain_one_does_not():
+    # the gradient of the far corner's logits with respect to the opposite corner's pixels is
+    # exactly zero when no path connects them (plain U-Net, receptive field about 40 pixels)
+    for context in (False, True):
+        torch.manual_seed(0)
+        s = SegmenterNet(base=8, context=context).eval()
+        x = (torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1).requires_grad_()
+        logits = s(x)
+        assert logits.shape == (1, 4, 64, 64)
+        logits[..., -4:, -4:].sum().backward()
+        assert x.grad[..., -4:, -4:].abs().max() > 0
+        assert bool(x.grad[..., :6, :6].abs().max() > 0) is context
+
+
 def test_unknown_architecture_is_rejected():
     with pytest.raises(ValueError, match="unknown architecture 'unet9000'"):
         build_model("unet9000")

@@ -34,3 +34,30 @@ def test_a_short_training_run_learns_and_writes_a_checkpoint(tmp_path):
     ckpt = load_checkpoint(tmp_path / "seg.pt")
     assert ckpt.arch == "segmenter" and ckpt.metadata["iterations"] == 40
     assert ckpt.metadata["metrics"]["sim"]["sem_miou"] == sim["sem_miou"]
+
+
+def test_the_context_labeller_trains_on_recoloured_frames_and_reloads_with_its_architecture(tmp_path):
+    cfg = SegmenterConfig(
+        frames=96,
+        iterations=100,
+        batch_size=16,
+        image_size=32,
+        base_channels=8,
+        context=True,
+        augment=1.0,
+        augment_style="recolour",
+        eval_looks=("sim",),
+        eval_frames=48,
+    )
+    result = train_segmenter(cfg, tmp_path / "lab.pt", progress=False)
+    assert result["final_loss"] < 0.85 * result["first_loss"]
+    assert result["eval"]["sim"]["sem_miou"] > 0.3
+    ckpt = load_checkpoint(tmp_path / "lab.pt")
+    assert ckpt.arch_kwargs["context"] is True
+    net = ckpt.build()
+    assert hasattr(net, "glob") and ckpt.metadata["config"]["augment_style"] == "recolour"
+
+
+def test_an_unknown_augment_style_is_a_config_error():
+    with pytest.raises(ValueError, match="unknown augment_style 'paint': choose one of blend, recolour"):
+        SegmenterConfig(augment=1.0, augment_style="paint")

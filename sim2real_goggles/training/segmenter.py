@@ -55,7 +55,7 @@ from sim2real_goggles.training.adapt import (
     grad_reverse,
     self_information,
 )
-from sim2real_goggles.training.augment import appearance_augment
+from sim2real_goggles.training.augment import AUGMENT_STYLES
 from sim2real_goggles.training.base import config_dict, frozen_network
 
 ADAPT_METHODS = ("", "dann", "advent", "self_train")
@@ -75,12 +75,20 @@ class SegmenterConfig:
     lr: float = 1e-3
     base_channels: int = 16
     """Width of the U-Net (16: 0.12 M parameters, 0.13 s per batch of 16 at 64x64 on 2 cores)."""
+    context: bool = False
+    """The U-Net with a third down-sampling stage and a global-context branch (SegmenterNet):
+    the shipped labeller's network, whose pixels see the whole frame."""
     class_weights: tuple[float, float, float, float] = (1.0, 1.0, 2.0, 3.0)
     """Cross-entropy weights for floor, wall, obstacle, target (small classes count more)."""
     augment: float = 0.0
     """Fraction of each batch whose appearance is randomised (training/augment.py); 0 for the
-    sim segmenter that judges translations, 0.75 for the appearance-robust labeller that gives
-    VR-Goggles its pseudo-labels on real images."""
+    sim segmenter that judges translations, 0.75 for ``pretrained:labeller``, 1.0 (with
+    ``augment_style`` recolour and ``context``) for ``pretrained:labeller_context``, the
+    appearance-robust labeller that gives VR-Goggles its pseudo-labels on real images."""
+    augment_style: str = "blend"
+    """blend: random colours and textures blended over part of the class regions
+    (``appearance_augment``); recolour: every region repainted, sim shading kept
+    (``recolour_augment``, the shipped labeller's)."""
     adapt: str = ""
     """'' (sim only) | dann | advent | self_train: adapt to the unlabelled domain ``real``
     (module docstring)."""
@@ -97,7 +105,7 @@ class SegmenterConfig:
     disc_lr: float = 1e-4
     init: str = "pretrained:labeller"
     """self_train: the network the student starts from (and labels the real frames with, when
-    no ``teacher`` is given); its architecture is kept, ``base_channels`` does not apply."""
+    no ``teacher`` is given); its architecture is kept, ``base_channels`` and ``context`` do not apply."""
     teacher: str = ""
     """self_train: real->sim translator of the first round's pseudo-labels: the sim segmenter
     (``teacher_segmenter``) on its translations ('' = the student's own predictions)."""
@@ -121,6 +129,8 @@ class SegmenterConfig:
     def __post_init__(self) -> None:
         if self.adapt not in ADAPT_METHODS:
             raise ValueError(f"unknown adaptation {self.adapt!r}: choose one of dann, advent, self_train")
+        if self.augment_style not in AUGMENT_STYLES:
+            raise ValueError(f"unknown augment_style {self.augment_style!r}: choose one of {', '.join(AUGMENT_STYLES)}")
         if self.adapt and not self.real:
             raise ValueError(f"--adapt {self.adapt} needs --real (the unlabelled target domain)")
         if self.adapt in ("dann", "advent") and self.augment > 0:
@@ -181,7 +191,7 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
         adapter = _SelfTraining(cfg, model)
     else:
-        arch_kwargs = {"num_classes": len(CLASS_NAMES), "base": cfg.base_channels}
+        arch_kwargs = {"num_classes": len(CLASS_NAMES), "base": cfg.base_channels, "context": cfg.context}
         model = SegmenterNet(**arch_kwargs)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
@@ -190,6 +200,7 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
             opt.add_param_group({"params": list(adapter.classifiers.parameters())})
     weights = torch.tensor(cfg.class_weights, dtype=torch.float32)
     gen = torch.Generator().manual_seed(cfg.seed)
+    augment = AUGMENT_STYLES[cfg.augment_style]
     # self-training fills the other half of each batch with pseudo-labelled real frames
     n_sim = cfg.batch_size // 2 if isinstance(adapter, _SelfTraining) else cfg.batch_size
     losses = []
@@ -200,7 +211,7 @@ def train_segmenter(cfg: SegmenterConfig, out: Path, progress: bool = True) -> d
         x = x_all[idx]
         if cfg.augment > 0:
             chosen = torch.rand(len(idx), generator=gen) < cfg.augment
-            x = torch.where(chosen[:, None, None, None], appearance_augment(x, y_all[idx], gen), x)
+            x = torch.where(chosen[:, None, None, None], augment(x, y_all[idx], gen), x)
         if adapter is None:
             logits = model(x)
             loss = F.cross_entropy(logits, y_all[idx], weight=weights, ignore_index=IGNORE_ID)

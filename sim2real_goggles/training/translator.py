@@ -116,7 +116,8 @@ class TranslatorConfig(AdversarialConfig):
     labeller: str = ""
     """Checkpoint of the segmenter whose predictions on real images are the pseudo-labels
     ('' = S itself, as in CyCADA). The recipe uses an appearance-robust sim segmenter
-    (``goggles train-segmenter --augment 0.75``): S on real images scores near zero, so its
+    (``pretrained:labeller_context``: the global-context U-Net trained with every class region
+    repainted, see config/training/vr_goggles.yaml): S on real images scores near zero, so its
     pseudo-labels would be noise."""
     labeller_adapt_lr: float = 0.0
     """When > 0, the labeller keeps learning during training, after the warm-up, on the sim->real
