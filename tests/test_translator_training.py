@@ -109,6 +109,35 @@ def test_cyclegan_iterations_reduce_cycle_loss_and_change_weights(tmp_path):
     assert ckpt.build() is not None
 
 
+def test_ema_checkpoint_ships_the_weight_average_without_changing_training(tmp_path):
+    decay = 0.8
+    plain = TranslatorTrainer(TranslatorConfig(method="cyclegan", iterations=6, **TINY), tmp_path / "plain.pt")
+    plain.train(progress=False)
+    cfg = TranslatorConfig(method="cyclegan", iterations=6, ema_decay=decay, **TINY)
+    trainer = TranslatorTrainer(cfg, tmp_path / "ema.pt")
+    expected = {k: v.clone() for k, v in trainer.G_rs.state_dict().items()}
+    step = trainer.step
+
+    def step_and_average():
+        log = step()
+        d = min(decay, (1 + trainer.iteration) / (10 + trainer.iteration))
+        for k, v in trainer.G_rs.state_dict().items():
+            expected[k] = d * expected[k] + (1 - d) * v
+        return log
+
+    trainer.step = step_and_average
+    result = trainer.train(progress=False)
+    # training is the same run: the average only watches
+    for k, v in plain.G_rs.state_dict().items():
+        assert torch.equal(v, trainer.G_rs.state_dict()[k]), k
+    shipped = load_checkpoint(result["checkpoint"]).state_dict
+    for k, v in shipped.items():
+        torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(v, trainer.G_rs.state_dict()[k]) for k, v in shipped.items())
+    # resume restores the average (the checkpoint's network) and the trained generator
+    assert_resume_equals_uninterrupted(cfg, tmp_path, 3, ("G_rs", "G_rs_ema"), straight=trainer)
+
+
 def test_learning_rate_decays_linearly_to_zero(tmp_path):
     trainer = TranslatorTrainer(
         TranslatorConfig(method="cyclegan", iterations=8, decay_start=0.5, **TINY), tmp_path / "lr.pt"
@@ -174,6 +203,9 @@ def test_config_errors():
         TranslatorConfig(method="vr_goggles", segmenter="s.pt", lambda_semantic_adv=-1.0)
     with pytest.raises(ValueError, match="lambda_semantic_adv needs the sim segmenter"):
         TranslatorConfig(method="cyclegan", lambda_semantic_adv=1.0)
+    for decay in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="ema_decay must be in"):
+            TranslatorConfig(ema_decay=decay)
 
 
 def test_semantic_adversary_judges_segmentation_maps_after_the_warmup_and_resumes(tmp_path):

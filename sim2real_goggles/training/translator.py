@@ -34,12 +34,13 @@ ship), ``G_sr`` the reverse; ``D_sim`` and ``D_real`` are PatchGAN discriminator
 
 Training state (all four networks, optimisers, schedulers, pools, RNG streams) is saved in the
 checkpoint's ``extra`` so ``--resume`` continues exactly where it stopped; the checkpoint's main
-network is ``G_rs``, loadable by :class:`sim2real_goggles.translation.Translator`. The loop,
+network is ``G_rs`` (its weight average with ``ema_decay``), loadable by :class:`sim2real_goggles.translation.Translator`. The loop,
 resume, AMP and data-parallel ranks live in :mod:`sim2real_goggles.training.base`.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,14 @@ class TranslatorConfig(AdversarialConfig):
     identity_weight: float = 0.5
     """Identity loss weight as a fraction of lambda_cycle."""
     pool_size: int = 50
+    ema_decay: float = 0.0
+    """When > 0, the checkpoint's ``G_rs`` (what ships and what ``Translator`` loads) is an
+    exponential moving average of the trained generator's weights (Yazici et al. ICLR 2019,
+    "The unusual effectiveness of averaging in GAN training"): after iteration t,
+    ``ema += (1 - d) * (G_rs - ema)`` with ``d = min(ema_decay, (1 + t) / (10 + t))`` (the ramp
+    lets the early average follow the fast-moving start). Training itself is unchanged: the
+    average is never trained, and the generator being trained stays in the training state for
+    ``--resume``. 0 = off (the checkpoint holds the trained G_rs)."""
     cycle_noise_std: float = 0.0
     """Standard deviation of Gaussian noise (in the [-1, 1] image range) added to each
     translation before the other generator reconstructs it in the cycle terms (Bashkirova et al.
@@ -140,6 +149,8 @@ class TranslatorConfig(AdversarialConfig):
         super().__post_init__()
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}: choose one of {METHODS}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.cycle_noise_std < 0:
             raise ValueError(f"cycle_noise_std must be >= 0, got {self.cycle_noise_std}")
         if self.lambda_semantic_adv < 0:
@@ -285,6 +296,9 @@ class TranslatorTrainer(AdversarialTrainer):
             self.D_sem = PatchGANDiscriminator(ndf=cfg.ndf, in_channels=len(cfg.semantic_class_weights)).to(self.device)
             self.discriminators.append(self.D_sem)
         self.sync_initial_weights([self.G_rs, self.G_sr, *self.discriminators])
+        self.G_rs_ema: nn.Module | None = None
+        if cfg.ema_decay > 0:
+            self.G_rs_ema = copy.deepcopy(self.G_rs).requires_grad_(False)
         betas = (cfg.beta1, 0.999)
         self.opt_G = torch.optim.Adam([*self.G_rs.parameters(), *self.G_sr.parameters()], lr=cfg.lr, betas=betas)
         self.opt_D = torch.optim.Adam([p for d in self.discriminators for p in d.parameters()], lr=cfg.lr, betas=betas)
@@ -435,18 +449,34 @@ class TranslatorTrainer(AdversarialTrainer):
         self.sched_G.step()
         self.sched_D.step()
         self.iteration += 1
+        if self.G_rs_ema is not None:
+            self._update_ema()
         log.update({k: float(v.detach()) for k, v in losses.items()})
         log["G_total"] = float(loss_G.detach())
         return log
 
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """One step of the weight average (``ema_decay``), after iteration ``self.iteration``."""
+        assert self.G_rs_ema is not None
+        t = self.iteration
+        decay = min(self.cfg.ema_decay, (1 + t) / (10 + t))
+        for averaged, trained in zip(self.G_rs_ema.parameters(), self.G_rs.parameters(), strict=True):
+            averaged.lerp_(trained, 1.0 - decay)
+        for averaged, trained in zip(self.G_rs_ema.buffers(), self.G_rs.buffers(), strict=True):
+            averaged.copy_(trained)
+
     # ------------------------------------------------------------------ state
     def main_network(self) -> nn.Module:
-        return self.G_rs
+        """The goggles that ship: the weight average when ``ema_decay`` is on, else G_rs."""
+        return self.G_rs if self.G_rs_ema is None else self.G_rs_ema
 
     def state_objects(self) -> dict[str, Any]:
         state: dict[str, Any] = (
             {"labeller": self.labeller, "opt_L": self.opt_L} if self.cfg.labeller_adapt_lr > 0 else {}
         )
+        if self.G_rs_ema is not None:
+            state["G_rs"] = self.G_rs  # the trained generator; the checkpoint's state_dict is the average
         if self.D_sem is not None:
             state["D_sem"] = self.D_sem
         return state | {
@@ -473,9 +503,10 @@ class TranslatorTrainer(AdversarialTrainer):
 
     @torch.no_grad()
     def sample_grid(self, n: int) -> np.ndarray:
-        """Rows of real | G_rs(real) | G_sr(G_rs(real)) as one uint8 image."""
+        """Rows of real | G_rs(real) | G_sr(G_rs(real)) as one uint8 image (G_rs as it ships:
+        the weight average when ``ema_decay`` is on)."""
         x = self.x_real[:n].to(self.device)
-        fake = self.G_rs(x)
+        fake = self.main_network()(x)
         rows = to_uint8(torch.cat([x, fake, self.G_sr(fake)], dim=3))
         return np.concatenate(list(rows), axis=0)
 
