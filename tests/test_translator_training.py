@@ -136,6 +136,10 @@ def test_ema_checkpoint_ships_the_weight_average_without_changing_training(tmp_p
     assert any(not torch.equal(v, trainer.G_rs.state_dict()[k]) for k, v in shipped.items())
     # resume restores the average (the checkpoint's network) and the trained generator
     assert_resume_equals_uninterrupted(cfg, tmp_path, 3, ("G_rs", "G_rs_ema"), straight=trainer)
+    # the same run resumed without the average would start from the average: refused
+    other = TranslatorTrainer(TranslatorConfig(method="cyclegan", iterations=6, **TINY), tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="ema.pt: holds training state for G_rs"):
+        other.restore(tmp_path / "ema.pt")
 
 
 def test_learning_rate_decays_linearly_to_zero(tmp_path):

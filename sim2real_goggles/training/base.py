@@ -123,6 +123,10 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((images.detach().float().permute(0, 2, 3, 1).cpu().numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
 
 
+RUN_STATE_KEYS = ("scalers", "gen_state", "torch_rng", "iteration", "train_seconds")
+"""What :meth:`AdversarialTrainer.save` adds to the subclass's ``state_objects`` in ``extra``."""
+
+
 class AdversarialTrainer:
     """Base of :class:`TranslatorTrainer` and :class:`SimGANTrainer` (see module docstring)."""
 
@@ -224,6 +228,13 @@ class AdversarialTrainer:
         if "iteration" not in ckpt.extra:
             raise ValueError(f"{path}: holds no training state to resume from (a stripped, shipped checkpoint?)")
         e = ckpt.extra
+        unexpected = sorted(set(e) - set(self.state_objects()) - set(RUN_STATE_KEYS))
+        if unexpected:
+            # e.g. a run saved with ema_decay resumed without it: its state_dict is the average
+            raise ValueError(
+                f"{path}: holds training state for {', '.join(unexpected)} that this recipe does not have "
+                "(resume with the recipe the run was started with)"
+            )
         self.main_network().load_state_dict(ckpt.state_dict)
         for name, obj in self.state_objects().items():
             if name not in e:
