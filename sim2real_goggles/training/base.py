@@ -123,10 +123,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((images.detach().float().permute(0, 2, 3, 1).cpu().numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
 
 
-RUN_STATE_KEYS = ("scalers", "gen_state", "torch_rng", "iteration", "train_seconds")
-"""What :meth:`AdversarialTrainer.save` adds to the subclass's ``state_objects`` in ``extra``."""
-
-
 class AdversarialTrainer:
     """Base of :class:`TranslatorTrainer` and :class:`SimGANTrainer` (see module docstring)."""
 
@@ -211,12 +207,19 @@ class AdversarialTrainer:
             }
         )
         extra: dict[str, Any] = {name: obj.state_dict() for name, obj in self.state_objects().items()}
-        extra["scalers"] = {name: s.state_dict() for name, s in self.scalers.items()}
-        extra["gen_state"] = self.gen.get_state()
-        extra["torch_rng"] = torch.get_rng_state()
-        extra["iteration"] = self.iteration
-        extra["train_seconds"] = self.train_seconds
+        extra.update(self._run_state())
         return save_checkpoint(path, self.main_network(), self.arch, self.arch_kwargs, metadata, extra)
+
+    def _run_state(self) -> dict[str, Any]:
+        """What a checkpoint's ``extra`` holds beside the ``state_objects``: loss scalers, RNG
+        streams, the iteration and the training time."""
+        return {
+            "scalers": {name: s.state_dict() for name, s in self.scalers.items()},
+            "gen_state": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "iteration": self.iteration,
+            "train_seconds": self.train_seconds,
+        }
 
     def restore(self, path: str | Path) -> None:
         """Load a checkpoint written by :meth:`save` and continue from it."""
@@ -228,7 +231,7 @@ class AdversarialTrainer:
         if "iteration" not in ckpt.extra:
             raise ValueError(f"{path}: holds no training state to resume from (a stripped, shipped checkpoint?)")
         e = ckpt.extra
-        unexpected = sorted(set(e) - set(self.state_objects()) - set(RUN_STATE_KEYS))
+        unexpected = sorted(set(e) - set(self.state_objects()) - set(self._run_state()))
         if unexpected:
             # e.g. a run saved with ema_decay resumed without it: its state_dict is the average
             raise ValueError(
