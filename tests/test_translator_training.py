@@ -140,6 +140,14 @@ def test_ema_checkpoint_ships_the_weight_average_without_changing_training(tmp_p
     other = TranslatorTrainer(TranslatorConfig(method="cyclegan", iterations=6, **TINY), tmp_path / "other.pt")
     with pytest.raises(ValueError, match="ema.pt: holds training state for G_rs"):
         other.restore(tmp_path / "ema.pt")
+    # and a run saved without it, resumed with it, would ship the trained G_rs as the average
+    averaging = TranslatorTrainer(cfg, tmp_path / "averaging.pt")
+    before = {k: v.clone() for k, v in averaging.G_rs_ema.state_dict().items()}
+    with pytest.raises(ValueError, match="plain.pt: training state lacks 'G_rs'"):
+        averaging.restore(tmp_path / "plain.pt")
+    assert averaging.iteration == 0  # refused before anything was loaded
+    for k, v in averaging.G_rs_ema.state_dict().items():
+        assert torch.equal(v, before[k]), k
 
 
 def test_learning_rate_decays_linearly_to_zero(tmp_path):

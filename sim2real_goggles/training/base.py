@@ -231,17 +231,20 @@ class AdversarialTrainer:
         if "iteration" not in ckpt.extra:
             raise ValueError(f"{path}: holds no training state to resume from (a stripped, shipped checkpoint?)")
         e = ckpt.extra
-        unexpected = sorted(set(e) - set(self.state_objects()) - set(self._run_state()))
+        objects = self.state_objects()
+        # both checks come before anything is loaded, so a refused resume changes nothing
+        unexpected = sorted(set(e) - set(objects) - set(self._run_state()))
         if unexpected:
             # e.g. a run saved with ema_decay resumed without it: its state_dict is the average
             raise ValueError(
                 f"{path}: holds training state for {', '.join(unexpected)} that this recipe does not have "
                 "(resume with the recipe the run was started with)"
             )
+        missing = [name for name in objects if name not in e]
+        if missing:
+            raise ValueError(f"{path}: training state lacks {missing[0]!r}")
         self.main_network().load_state_dict(ckpt.state_dict)
-        for name, obj in self.state_objects().items():
-            if name not in e:
-                raise ValueError(f"{path}: training state lacks {name!r}")
+        for name, obj in objects.items():
             obj.load_state_dict(e[name])
         for name, state in e.get("scalers", {}).items():
             self.scaler(name).load_state_dict(state)
