@@ -34,8 +34,9 @@ ship), ``G_sr`` the reverse; ``D_sim`` and ``D_real`` are PatchGAN discriminator
 
 Training state (all four networks, optimisers, schedulers, pools, RNG streams) is saved in the
 checkpoint's ``extra`` so ``--resume`` continues exactly where it stopped; the checkpoint's main
-network is ``G_rs`` (its weight average with ``ema_decay``), loadable by :class:`sim2real_goggles.translation.Translator`. The loop,
-resume, AMP and data-parallel ranks live in :mod:`sim2real_goggles.training.base`.
+network is ``G_rs`` (its weight average with ``ema_decay``), loadable by
+:class:`sim2real_goggles.translation.Translator`. The loop, resume, AMP and data-parallel ranks
+live in :mod:`sim2real_goggles.training.base`.
 """
 
 from __future__ import annotations
