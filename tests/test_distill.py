@@ -9,7 +9,7 @@ import torch
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
 from sim2real_goggles.models.networks import CompactGenerator, SegmenterNet
 from sim2real_goggles.resources import share_path
-from sim2real_goggles.training.distill import DistillConfig, DistillTrainer
+from sim2real_goggles.training.distill import DistillConfig, DistillTrainer, label_with_teacher
 from sim2real_goggles.training.translator import load_recipe
 from sim2real_goggles.translation import Translator
 
@@ -87,3 +87,32 @@ def test_recipe_and_config_errors(nets):
     teacher, segmenter = nets
     with pytest.raises(ValueError, match="not a translator"):
         DistillTrainer(config((segmenter, segmenter)), "unused.pt")
+
+
+def test_test_time_average_maps_every_view_back():
+    """With teacher_tta the labels average mirrored and shifted views, each put back in place: for
+    pointwise networks (which commute with shifts and mirroring) that is the plain labelling, to
+    float precision; a view mapped back to the wrong place would blur the random frame."""
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.Tanh())
+    segmenter = torch.nn.Conv2d(3, 5, 1)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    t_plain, p_plain = label_with_teacher(teacher, segmenter, x)
+    t_tta, p_tta = label_with_teacher(teacher, segmenter, x, tta=True)
+    assert torch.allclose(t_tta, t_plain, atol=1e-5)
+    assert torch.allclose(p_tta, p_plain, atol=1e-5)
+    assert torch.allclose(p_plain.sum(1), torch.ones(2, 32, 32), atol=1e-5)
+    # a 3x3 convolution commutes with shifts away from the border, and with mirroring only when
+    # its kernel is mirror-symmetric: the average then changes only the 5-pixel border
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_((conv.weight + conv.weight.flip(3)) / 2)
+    t_conv, _ = label_with_teacher(conv, segmenter, x)
+    t_conv_tta, _ = label_with_teacher(conv, segmenter, x, tta=True)
+    assert torch.allclose(t_conv_tta[:, :, 5:-5, 5:-5], t_conv[:, :, 5:-5, 5:-5], atol=1e-5)
+    assert not torch.allclose(t_conv_tta, t_conv, atol=1e-3)
+    with torch.no_grad():
+        conv.weight[:, :, :, 0] += 0.5
+    t_conv, _ = label_with_teacher(conv, segmenter, x)
+    t_conv_tta, _ = label_with_teacher(conv, segmenter, x, tta=True)
+    assert not torch.allclose(t_conv_tta[:, :, 5:-5, 5:-5], t_conv[:, :, 5:-5, 5:-5], atol=1e-3)

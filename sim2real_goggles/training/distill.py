@@ -11,6 +11,11 @@ convolutions for inference, :func:`~sim2real_goggles.models.networks.fold_batchn
 No discriminators and no sim images: the student copies a function that is already trained, so
 it needs a fraction of the teacher's iterations and keeps its quality (sem_miou, measured by
 ``goggles eval-translator``). Kill and ``--resume`` work as for the adversarial trainers.
+
+With ``teacher_tta`` the labels are the teacher's test-time average over mirrored and shifted
+copies of each frame (:func:`label_with_teacher`), which is steadier than one pass. Any
+translator checkpoint can be the teacher, a student too: ``--teacher`` set to the last student
+gives another round of self-distillation (README, "The goggles, measured").
 """
 
 from __future__ import annotations
@@ -58,6 +63,10 @@ class DistillConfig(AdversarialConfig):
     beta1: float = 0.9
     decay_start: float = 0.3
     lambda_semantic: float = 0.5
+    teacher_tta: bool = False
+    """Label with the teacher's test-time average: its translations and the segmenter's class
+    probabilities averaged over mirrored and shifted copies of each frame (shifts of 0 and
+    +-1/16 of the image in x and y, reflection padding), each mapped back before averaging."""
     teacher_batch: int = 256
     """Images per teacher/segmenter call while labelling (memory, not results)."""
 
@@ -69,6 +78,45 @@ class DistillConfig(AdversarialConfig):
             raise ValueError(f"student arch must be one of {GENERATOR_ARCHS}, got {self.arch!r}")
         if self.norm not in ("batch", "instance"):
             raise ValueError(f"norm must be batch or instance, got {self.norm!r}")
+
+
+@torch.no_grad()
+def label_with_teacher(
+    teacher: nn.Module, segmenter: nn.Module, x: torch.Tensor, tta: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's translation of ``x`` (N, 3, H, W) and the segmenter's class probabilities
+    on it; with ``tta``, both averaged over 18 views (mirror x 3 x 3 shifts of 0, +-H/16), each
+    view's output shifted and mirrored back, every pixel averaged over the views that saw it."""
+    if not tta:
+        t = teacher(x)
+        return t, torch.softmax(segmenter(t), 1)
+    n, _, h, w = x.shape
+    pad = max(1, h // 16)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    t_sum = torch.zeros_like(x)
+    p_sum: torch.Tensor | None = None
+    count = torch.zeros(n, 1, h, w, device=x.device)
+    for mirror in (False, True):
+        for dy in (0, pad, 2 * pad):
+            for dx in (0, pad, 2 * pad):
+                view = padded[:, :, dy : dy + h, dx : dx + w]
+                view = view.flip(3) if mirror else view
+                t = teacher(view)
+                p = torch.softmax(segmenter(t), 1)
+                if mirror:
+                    t, p = t.flip(3), p.flip(3)
+                if p_sum is None:
+                    p_sum = torch.zeros(n, p.shape[1], h, w, device=x.device)
+                # view pixel (a, b) shows frame pixel (a + dy - pad, b + dx - pad)
+                oy, ox = dy - pad, dx - pad
+                ys, ye, xs, xe = max(0, oy), min(h, h + oy), max(0, ox), min(w, w + ox)
+                src = (slice(None), slice(None), slice(ys - oy, ye - oy), slice(xs - ox, xe - ox))
+                dst = (slice(None), slice(None), slice(ys, ye), slice(xs, xe))
+                t_sum[dst] += t[src]
+                p_sum[dst] += p[src]
+                count[dst] += 1
+    assert p_sum is not None
+    return t_sum / count, p_sum / count
 
 
 class DistillTrainer(AdversarialTrainer):
@@ -92,11 +140,11 @@ class DistillTrainer(AdversarialTrainer):
         self.x, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed)
         teacher = teacher_ckpt.build(self.device).eval()  # used under no_grad only
         targets, labels = [], []
-        with torch.no_grad():
-            for i in range(0, len(self.x), cfg.teacher_batch):
-                t = teacher(self.x[i : i + cfg.teacher_batch].to(self.device))
-                targets.append(t.cpu())
-                labels.append(self.segmenter(t).argmax(1).cpu())
+        for i in range(0, len(self.x), cfg.teacher_batch):
+            x = self.x[i : i + cfg.teacher_batch].to(self.device)
+            t, probs = label_with_teacher(teacher, self.segmenter, x, tta=cfg.teacher_tta)
+            targets.append(t.cpu())
+            labels.append(probs.argmax(1).cpu())
         self.target, self.labels = torch.cat(targets), torch.cat(labels)
         if self.device.type == "cuda":  # batches are gathered on the GPU, no copies in the loop
             self.x, self.target, self.labels = (a.to(self.device) for a in (self.x, self.target, self.labels))
@@ -144,4 +192,4 @@ class DistillTrainer(AdversarialTrainer):
         return np.concatenate(list(rows), axis=0)
 
 
-__all__ = ["DistillConfig", "DistillTrainer"]
+__all__ = ["DistillConfig", "DistillTrainer", "label_with_teacher"]
