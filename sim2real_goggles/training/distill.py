@@ -63,7 +63,7 @@ class DistillConfig(AdversarialConfig):
     beta1: float = 0.9
     decay_start: float = 0.3
     lambda_semantic: float = 0.5
-    teacher_tta: bool = False
+    teacher_tta: bool = True
     """Label with the teacher's test-time average: its translations and the segmenter's class
     probabilities averaged over mirrored and shifted copies of each frame (shifts of 0 and
     +-1/16 of the image in x and y, reflection padding), each mapped back before averaging."""
