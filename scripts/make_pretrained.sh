@@ -2,7 +2,7 @@
 # Remake every shipped checkpoint (sim2real_goggles/pretrained/) with the project's own commands,
 # on CPU, and record in the manifest how each was made and what it scored.
 #
-#   bash scripts/make_pretrained.sh                 # everything, in order (about 8 h on 2 cores)
+#   bash scripts/make_pretrained.sh                 # everything, in order (about 9 h on 2 cores)
 #   RUNS=/tmp/runs bash scripts/make_pretrained.sh  # keep the full training checkpoints elsewhere
 #
 # A checkpoint already in $RUNS is not trained again (delete it to retrain). Each step is a plain
@@ -52,6 +52,8 @@ train cyclegan_real_office goggles train-translator --method cyclegan --real rea
   --out "$RUNS/cyclegan_real_office.pt"
 train simgan goggles train-translator --method simgan --sim sim --real real_lab --out "$RUNS/simgan.pt"
 # The fast student: vr_goggles distilled into the compact_fast generator (batch norm, folded at inference).
+# The recipe labels its 6000 frames with the teacher's average over 18 views (teacher_tta, since
+# 2026-12-03): about 45 minutes a look on one core, 34 of them labelling.
 train vr_goggles_fast goggles train-translator --method distill --teacher "$RUNS/vr_goggles.pt" \
   --segmenter "$RUNS/segmenter.pt" --real real_lab --out "$RUNS/vr_goggles_fast.pt"
 train vr_goggles_fast_real_office goggles train-translator --method distill --teacher "$RUNS/vr_goggles_real_office.pt" \
