@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sim2real_goggles.data.domains import FolderDomain, ProfileDomain, open_domain
+from sim2real_goggles.data.domains import FolderDomain, ProfileDomain, load_arrays, open_domain
 
 
 def _write_rgb(path, rgb: np.ndarray) -> None:
@@ -181,6 +181,20 @@ def test_open_domain_same_seed_same_frames(tmp_path, monkeypatch):
     b = open_domain("real_office", image_size=32, n=3, seed=2)
     for i in range(3):
         assert np.array_equal(a[i]["image"], b[i]["image"])
+
+
+def test_frame_stride_keeps_every_kth_view_of_each_drive_and_moves_on_to_more_rooms(tmp_path, monkeypatch):
+    """frame_stride=8 keeps views 0, 8, 16, 24 and 32 of room `seed`'s 32-step drive (the same
+    drive as with every view kept), then room `seed + 1`'s first view."""
+    monkeypatch.chdir(tmp_path)
+    every = load_arrays("sim", 33, 32, seed=5)[0]
+    strided = load_arrays("sim", 6, 32, seed=5, frame_stride=8)[0]
+    next_room = load_arrays("sim", 1, 32, seed=6)[0]
+    for i in range(5):
+        assert np.array_equal(strided[i], every[8 * i])
+    assert np.array_equal(strided[5], next_room[0])
+    with pytest.raises(ValueError, match="frame stride must be at least 1"):
+        load_arrays("sim", 2, 32, frame_stride=0)
 
 
 @pytest.mark.parametrize("spec", ["definitely_not_a_profile", "no/such/folder", "missing.yaml"])

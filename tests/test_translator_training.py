@@ -204,6 +204,17 @@ def test_cycle_noise_reaches_the_reconstructing_generator_only(tmp_path, noise):
     assert torch.equal(judged[0], fake_s)
 
 
+def test_frame_stride_reaches_both_domains(tmp_path):
+    """The recipe key reaches the frames of both domains (the same views from more rooms)."""
+    from sim2real_goggles.training.base import load_domain_tensors
+
+    cfg = TranslatorConfig(method="cyclegan", iterations=1, **(TINY | {"frames": 8}), frame_stride=4)
+    trainer = TranslatorTrainer(cfg, tmp_path / "rooms.pt")
+    assert torch.equal(trainer.x_real, load_domain_tensors(cfg.real, 8, 32, cfg.seed, 4)[0])
+    assert torch.equal(trainer.x_sim, load_domain_tensors(cfg.sim, 8, 32, cfg.seed + 1, 4)[0])
+    assert not torch.equal(trainer.x_real, load_domain_tensors(cfg.real, 8, 32, cfg.seed)[0])
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="unknown method"):
         TranslatorConfig(method="pix2pix")

@@ -92,19 +92,31 @@ class FolderDomain:
 
 
 class ProfileDomain:
-    """``n`` frames rendered in a profile by the collector's mixed driving (held in memory)."""
+    """``n`` frames rendered in a profile by the collector's mixed driving (held in memory): a
+    drive of ``frames_per_episode`` steps in each room (seeds ``seed``, ``seed + 1``, ...), of
+    which every ``stride``-th view is kept (``stride`` > 1: the same kinds of views, from more
+    rooms)."""
 
     def __init__(
-        self, profile: str | Path, n: int = 512, seed: int = 0, image_size: int = 64, frames_per_episode: int = 32
+        self,
+        profile: str | Path,
+        n: int = 512,
+        seed: int = 0,
+        image_size: int = 64,
+        frames_per_episode: int = 32,
+        stride: int = 1,
     ):
         from sim2real_goggles.data.collect import iter_frames
 
+        if stride < 1:
+            raise ValueError(f"{profile}: frame stride must be at least 1, not {stride}")
         self.name = str(profile)
         self.images: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
-        episodes = max(1, -(-n // frames_per_episode)) * 4  # generous; we stop at n
+        per_room = max(1, frames_per_episode // stride)
+        episodes = max(1, -(-n // per_room)) * 4  # generous; we stop at n
         for frame in iter_frames(
-            [str(profile)], episodes, seed=seed, image_size=image_size, max_steps=frames_per_episode
+            [str(profile)], episodes, seed=seed, image_size=image_size, every=stride, max_steps=frames_per_episode
         ):
             (name,) = frame.images
             self.name = name
@@ -120,7 +132,9 @@ class ProfileDomain:
         return {"image": self.images[index], "mask": self.masks[index], "source": f"{self.name}#{index}"}
 
 
-def open_domain(spec: str | Path, image_size: int = 64, n: int = 512, seed: int = 0) -> Domain:
+def open_domain(
+    spec: str | Path, image_size: int = 64, n: int = 512, seed: int = 0, frame_stride: int = 1
+) -> Domain:
     """A profile (shipped name or YAML path), a folder of images, or a rosbag2 recording
     (``BAG[:TOPIC]``, see :mod:`sim2real_goggles.data.bags`).
 
@@ -131,7 +145,7 @@ def open_domain(spec: str | Path, image_size: int = 64, n: int = 512, seed: int 
     path = Path(spec)
     bare_name = "/" not in text and not text.startswith(".")
     if bare_name and text in list_profiles():
-        return ProfileDomain(text, n=n, seed=seed, image_size=image_size)
+        return ProfileDomain(text, n=n, seed=seed, image_size=image_size, stride=frame_stride)
     from sim2real_goggles.data.bags import BagDomain, is_bag
 
     if is_bag(spec):
@@ -142,15 +156,21 @@ def open_domain(spec: str | Path, image_size: int = 64, n: int = 512, seed: int 
         resolve_profile_path(spec)
     except ProfileError as exc:
         raise ValueError(f"{spec}: neither an image folder nor a profile ({exc})") from exc
-    return ProfileDomain(spec, n=n, seed=seed, image_size=image_size)
+    return ProfileDomain(spec, n=n, seed=seed, image_size=image_size, stride=frame_stride)
 
 
 def load_arrays(
-    spec: str | Path, n: int, image_size: int, seed: int = 0, require_masks: bool = False
+    spec: str | Path,
+    n: int,
+    image_size: int,
+    seed: int = 0,
+    require_masks: bool = False,
+    frame_stride: int = 1,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Up to ``n`` samples of a domain as arrays: images (N, H, W, 3) uint8 and masks (N, H, W)
-    uint8, or None when any sample has no mask (an error with ``require_masks``)."""
-    domain = open_domain(spec, image_size=image_size, n=n, seed=seed)
+    uint8, or None when any sample has no mask (an error with ``require_masks``). A profile
+    keeps every ``frame_stride``-th view of each room's drive (:class:`ProfileDomain`)."""
+    domain = open_domain(spec, image_size=image_size, n=n, seed=seed, frame_stride=frame_stride)
     samples = [domain[i] for i in range(min(n, len(domain)))]
     images = np.stack([s["image"] for s in samples])
     if all(s["mask"] is not None for s in samples):

@@ -40,6 +40,10 @@ class AdversarialConfig:
     image_size: int = 64
     frames: int = 2000
     """Images drawn from each domain (rendered or read once, held in memory)."""
+    frame_stride: int = 1
+    """Profile domains: keep every frame_stride-th view of each room's 32-step drive, so the
+    same number of frames comes from about frame_stride times as many rooms, with the same
+    mix of views (folders and bags ignore it)."""
     arch: str = "compact"
     """Generator architecture: compact | resnet9."""
     ngf: int = 16
@@ -102,10 +106,12 @@ def summary_writer(log_dir: str):
     return SummaryWriter(log_dir=log_dir)
 
 
-def load_domain_tensors(spec: str, n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def load_domain_tensors(
+    spec: str, n: int, size: int, seed: int, frame_stride: int = 1
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Up to ``n`` images of a domain (profile, folder or bag) as a [-1, 1] tensor, and their
     masks as int64 class ids when every image has one."""
-    images, masks = load_arrays(spec, n, size, seed)
+    images, masks = load_arrays(spec, n, size, seed, frame_stride=frame_stride)
     return to_tensor(images), None if masks is None else torch.from_numpy(masks.astype(np.int64))
 
 
