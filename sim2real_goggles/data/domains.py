@@ -132,9 +132,7 @@ class ProfileDomain:
         return {"image": self.images[index], "mask": self.masks[index], "source": f"{self.name}#{index}"}
 
 
-def open_domain(
-    spec: str | Path, image_size: int = 64, n: int = 512, seed: int = 0, frame_stride: int = 1
-) -> Domain:
+def open_domain(spec: str | Path, image_size: int = 64, n: int = 512, seed: int = 0, frame_stride: int = 1) -> Domain:
     """A profile (shipped name or YAML path), a folder of images, or a rosbag2 recording
     (``BAG[:TOPIC]``, see :mod:`sim2real_goggles.data.bags`).
 

@@ -108,7 +108,9 @@ class PixelDATrainer(AdversarialTrainer):
         self.opt_T = torch.optim.Adam(self.T.parameters(), lr=cfg.task_lr)
         self.class_weights = torch.tensor(cfg.task_class_weights, dtype=torch.float32, device=self.device)
         self.content_ids = torch.tensor(cfg.content_classes, device=self.device)
-        self.x_sim, self.y_sim = load_domain_tensors(cfg.sim, cfg.frames, cfg.image_size, cfg.seed + 1, cfg.frame_stride)
+        self.x_sim, self.y_sim = load_domain_tensors(
+            cfg.sim, cfg.frames, cfg.image_size, cfg.seed + 1, cfg.frame_stride
+        )
         if self.y_sim is None:
             raise ValueError(f"{cfg.sim}: pixelda needs masks for the sim domain (task labels, content mask)")
         self.x_real, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed, cfg.frame_stride)

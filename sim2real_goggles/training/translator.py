@@ -325,7 +325,9 @@ class TranslatorTrainer(AdversarialTrainer):
                 self.mask_labeller = frozen_network(cfg.labeller or "pretrained:labeller", self.device)
             self.mask_class_ids = torch.tensor(cfg.mask_classes, device=self.device)
         self.x_real, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed, cfg.frame_stride)
-        self.x_sim, self.y_sim = load_domain_tensors(cfg.sim, cfg.frames, cfg.image_size, cfg.seed + 1, cfg.frame_stride)
+        self.x_sim, self.y_sim = load_domain_tensors(
+            cfg.sim, cfg.frames, cfg.image_size, cfg.seed + 1, cfg.frame_stride
+        )
         if (cfg.method == "vr_goggles" or cfg.mask_loss) and self.y_sim is None:
             why = "the mask loss needs its object masks" if cfg.mask_loss else "the semantic cycle uses its labels"
             raise ValueError(f"{cfg.sim}: {cfg.method} needs masks for the sim domain ({why})")
