@@ -136,6 +136,12 @@ class AdversarialTrainer:
     arch: str
     arch_kwargs: dict[str, Any]
 
+    def load_domain(self, spec: str, seed_offset: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The recipe's frames of one domain (:func:`load_domain_tensors` with the config's
+        ``frames``, ``image_size`` and ``frame_stride``; rooms from ``seed + seed_offset``)."""
+        cfg = self.cfg
+        return load_domain_tensors(spec, cfg.frames, cfg.image_size, cfg.seed + seed_offset, cfg.frame_stride)
+
     def __init__(self, cfg: Any, out: str | Path, device: str = "cpu"):
         self.cfg = cfg
         self.out = Path(out)

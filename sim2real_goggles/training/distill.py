@@ -35,7 +35,6 @@ from sim2real_goggles.training.base import (
     AdversarialConfig,
     AdversarialTrainer,
     frozen_network,
-    load_domain_tensors,
     lr_lambda,
     to_uint8,
 )
@@ -137,7 +136,7 @@ class DistillTrainer(AdversarialTrainer):
         self.opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg.iterations, cfg.decay_start))
         self.segmenter = frozen_network(cfg.segmenter, self.device)
-        self.x, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed, cfg.frame_stride)
+        self.x, _ = self.load_domain(cfg.real)
         teacher = teacher_ckpt.build(self.device).eval()  # used under no_grad only
         targets, labels = [], []
         for i in range(0, len(self.x), cfg.teacher_batch):

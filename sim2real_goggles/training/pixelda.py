@@ -39,7 +39,6 @@ from sim2real_goggles.training.base import (
     AdversarialConfig,
     AdversarialTrainer,
     config_dict,
-    load_domain_tensors,
     to_uint8,
 )
 from sim2real_goggles.training.translator import lsgan_loss
@@ -108,12 +107,10 @@ class PixelDATrainer(AdversarialTrainer):
         self.opt_T = torch.optim.Adam(self.T.parameters(), lr=cfg.task_lr)
         self.class_weights = torch.tensor(cfg.task_class_weights, dtype=torch.float32, device=self.device)
         self.content_ids = torch.tensor(cfg.content_classes, device=self.device)
-        self.x_sim, self.y_sim = load_domain_tensors(
-            cfg.sim, cfg.frames, cfg.image_size, cfg.seed + 1, cfg.frame_stride
-        )
+        self.x_sim, self.y_sim = self.load_domain(cfg.sim, seed_offset=1)
         if self.y_sim is None:
             raise ValueError(f"{cfg.sim}: pixelda needs masks for the sim domain (task labels, content mask)")
-        self.x_real, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed, cfg.frame_stride)
+        self.x_real, _ = self.load_domain(cfg.real)
 
     def _draw(self, n: int) -> torch.Tensor:
         return torch.randint(n, (self.cfg.batch_size,), generator=self.gen)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sim2real_goggles.models.networks import PatchGANDiscriminator, build_model
-from sim2real_goggles.training.base import AdversarialConfig, AdversarialTrainer, load_domain_tensors, to_uint8
+from sim2real_goggles.training.base import AdversarialConfig, AdversarialTrainer, to_uint8
 
 
 @dataclass
@@ -118,8 +118,8 @@ class SimGANTrainer(AdversarialTrainer):
         self.opt_R = torch.optim.Adam(self.R.parameters(), lr=cfg.lr, betas=betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
         self.history_buffer = HistoryBuffer(cfg.history_size)
-        self.x_sim, _ = load_domain_tensors(cfg.sim, cfg.frames, cfg.image_size, cfg.seed + 1, cfg.frame_stride)
-        self.x_real, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed, cfg.frame_stride)
+        self.x_sim, _ = self.load_domain(cfg.sim, seed_offset=1)
+        self.x_real, _ = self.load_domain(cfg.real)
 
     def _draw(self, images: torch.Tensor) -> torch.Tensor:
         idx = torch.randint(len(images), (self.cfg.batch_size,), generator=self.gen)

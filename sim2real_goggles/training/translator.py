@@ -61,7 +61,6 @@ from sim2real_goggles.training.base import (
     AdversarialTrainer,
     config_dict,
     frozen_network,
-    load_domain_tensors,
     lr_lambda,
     to_uint8,
 )
@@ -324,10 +323,8 @@ class TranslatorTrainer(AdversarialTrainer):
             else:
                 self.mask_labeller = frozen_network(cfg.labeller or "pretrained:labeller", self.device)
             self.mask_class_ids = torch.tensor(cfg.mask_classes, device=self.device)
-        self.x_real, _ = load_domain_tensors(cfg.real, cfg.frames, cfg.image_size, cfg.seed, cfg.frame_stride)
-        self.x_sim, self.y_sim = load_domain_tensors(
-            cfg.sim, cfg.frames, cfg.image_size, cfg.seed + 1, cfg.frame_stride
-        )
+        self.x_real, _ = self.load_domain(cfg.real)
+        self.x_sim, self.y_sim = self.load_domain(cfg.sim, seed_offset=1)
         if (cfg.method == "vr_goggles" or cfg.mask_loss) and self.y_sim is None:
             why = "the mask loss needs its object masks" if cfg.mask_loss else "the semantic cycle uses its labels"
             raise ValueError(f"{cfg.sim}: {cfg.method} needs masks for the sim domain ({why})")
