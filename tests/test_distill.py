@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
 from sim2real_goggles.models.networks import CompactGenerator, SegmenterNet
 from sim2real_goggles.resources import share_path
-from sim2real_goggles.training.distill import DistillConfig, DistillTrainer, label_with_teacher
+from sim2real_goggles.training.distill import DistillConfig, DistillTrainer, label_with_teacher, noisy_student_batch
 from sim2real_goggles.training.translator import load_recipe
 from sim2real_goggles.translation import Translator
 
@@ -46,8 +47,9 @@ def config(nets, **kw) -> DistillConfig:
     return DistillConfig(**(base | kw))
 
 
-def test_student_learns_the_teacher(nets, tmp_path):
-    trainer = DistillTrainer(config(nets, iterations=150, batch_size=8), tmp_path / "s.pt")
+@pytest.mark.parametrize("noise", [0.0, 0.5])
+def test_student_learns_the_teacher(nets, tmp_path, noise):
+    trainer = DistillTrainer(config(nets, iterations=150, batch_size=8, student_noise=noise), tmp_path / "s.pt")
     with torch.no_grad():
         x = trainer.x[:8]
         start = (trainer.student.eval()(x) - trainer.target[:8]).abs().mean()
@@ -82,6 +84,8 @@ def test_recipe_and_config_errors(nets):
     assert isinstance(cfg, DistillConfig) and cfg.norm == "batch" and cfg.teacher == "pretrained:vr_goggles"
     with pytest.raises(ValueError, match="norm must be batch or instance"):
         config(nets, norm="group")
+    with pytest.raises(ValueError, match="student_noise must be in"):
+        config(nets, student_noise=1.5)
     with pytest.raises(ValueError, match="option 'labeller' does not apply to method 'distill'"):
         load_recipe(share_path("config", "training", "distill.yaml"), labeller="x.pt")
     teacher, segmenter = nets
@@ -116,3 +120,23 @@ def test_test_time_average_maps_every_view_back():
     t_conv, _ = label_with_teacher(conv, segmenter, x)
     t_conv_tta, _ = label_with_teacher(conv, segmenter, x, tta=True)
     assert not torch.allclose(t_conv_tta[:, :, 5:-5, 5:-5], t_conv[:, :, 5:-5, 5:-5], atol=1e-3)
+
+
+def test_noisy_student_moves_target_and_labels_with_the_input():
+    """student_noise mirrors and shifts input, target and labels alike, so every label still
+    belongs to its target pixel and the input still lines up with the target; the camera noise
+    reaches the input only."""
+    torch.manual_seed(0)
+    smooth = F.interpolate(torch.rand(16, 3, 8, 8) * 2 - 1, size=(32, 32), mode="bilinear", align_corners=False)
+    y = (smooth[:, 0] > 0).long() + 2 * (smooth[:, 1] > 0.3).long()
+    x, t, labels = noisy_student_batch(smooth.clone(), smooth.clone(), y, torch.Generator().manual_seed(3), 1.0)
+    assert x.shape == t.shape == smooth.shape and labels.shape == y.shape and labels.dtype == torch.long
+    assert torch.equal(labels, (t[:, 0] > 0).long() + 2 * (t[:, 1] > 0.3).long())
+    moved = [not torch.equal(t[i], smooth[i]) for i in range(16)]
+    assert sum(moved) >= 8  # mirrored or shifted
+    assert not torch.allclose(x, t, atol=0.05) and x.min() >= -1 and x.max() <= 1
+    for i in range(16):  # noisy, yet aligned: the input follows its own target, not the original
+        corr = torch.corrcoef(torch.stack([x[i].flatten(), t[i].flatten()]))[0, 1]
+        assert corr > 0.8, (i, corr)
+    again = noisy_student_batch(smooth.clone(), smooth.clone(), y, torch.Generator().manual_seed(3), 1.0)
+    assert all(torch.equal(a, b) for a, b in zip((x, t, labels), again))

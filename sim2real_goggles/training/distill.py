@@ -68,6 +68,12 @@ class DistillConfig(AdversarialConfig):
     +-1/16 of the image in x and y, reflection padding), each mapped back before averaging."""
     teacher_batch: int = 256
     """Images per teacher/segmenter call while labelling (memory, not results)."""
+    student_noise: float = 0.0
+    """Noisy Student (Xie et al. CVPR 2020): with s > 0 each training batch is mirrored (p 0.5)
+    and shifted by up to s x 1/8 of the image (input, target and labels alike, reflection
+    padding), and only the student's input gets camera noise: per-channel gain and brightness
+    +-0.15 s, contrast +-0.3 s, blur (p 0.3 s) and sensor noise up to 0.04 s. The teacher
+    labels the clean frames; 0 trains on them as they are."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +83,8 @@ class DistillConfig(AdversarialConfig):
             raise ValueError(f"student arch must be one of {GENERATOR_ARCHS}, got {self.arch!r}")
         if self.norm not in ("batch", "instance"):
             raise ValueError(f"norm must be batch or instance, got {self.norm!r}")
+        if not 0.0 <= self.student_noise <= 1.0:
+            raise ValueError(f"student_noise must be in [0, 1], got {self.student_noise}")
 
 
 @torch.no_grad()
@@ -118,6 +126,45 @@ def label_with_teacher(
     return t_sum / count, p_sum / count
 
 
+def _uniform(n: int, gen: torch.Generator, spread: float) -> torch.Tensor:
+    return (torch.rand((n, 1, 1, 1), generator=gen) * 2 - 1) * spread
+
+
+def noisy_student_batch(
+    x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, gen: torch.Generator, strength: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The :attr:`DistillConfig.student_noise` augmentation of one batch: input ``x`` and target
+    ``t`` (N, 3, H, W) in [-1, 1], labels ``y`` (N, H, W). Mirror and shift move all three
+    together; the photometric noise touches ``x`` only. Random numbers come from ``gen`` (CPU)."""
+    n, _, h, w = x.shape
+    mirror = torch.rand(n, generator=gen) < 0.5
+    pad = int(round(strength * h / 8))
+    shifts = torch.randint(-pad, pad + 1, (n, 2), generator=gen) if pad else torch.zeros(n, 2, dtype=torch.long)
+    stacked = torch.cat([x, t, y[:, None].to(x.dtype)], 1)
+    stacked = torch.where(mirror.to(x.device)[:, None, None, None], stacked.flip(3), stacked)
+    if pad:
+        padded = F.pad(stacked, (pad, pad, pad, pad), mode="reflect")
+        stacked = torch.stack(
+            [
+                padded[i, :, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+                for i, (dy, dx) in enumerate(shifts.tolist())
+            ]
+        )
+    x, t, y = stacked[:, :3], stacked[:, 3:6], stacked[:, 6].round().long()
+    # camera noise on the input only, in [0, 1]
+    img = (x + 1) / 2
+    gain = 1 + torch.cat([_uniform(n, gen, 0.15 * strength) for _ in range(3)], 1)
+    img = img * gain.to(x.device) + _uniform(n, gen, 0.15 * strength).to(x.device)
+    mean = img.mean(dim=(1, 2, 3), keepdim=True)
+    img = (img - mean) * (1 + _uniform(n, gen, 0.3 * strength)).to(x.device) + mean
+    blur = (torch.rand((n, 1, 1, 1), generator=gen) < 0.3 * strength).to(x.device, x.dtype)
+    blurred = F.avg_pool2d(F.pad(img, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    img = img * (1 - blur) + blur * blurred
+    sigma = torch.rand((n, 1, 1, 1), generator=gen) * 0.04 * strength
+    img = img + (torch.randn(img.shape, generator=gen) * sigma).to(x.device)
+    return img.clamp(0, 1) * 2 - 1, t, y
+
+
 class DistillTrainer(AdversarialTrainer):
     """Student, optimiser and the teacher-labelled data of one distillation run."""
 
@@ -152,6 +199,8 @@ class DistillTrainer(AdversarialTrainer):
         cfg = self.cfg
         idx = torch.randint(len(self.x), (cfg.batch_size,), generator=self.gen)
         x, t, y = (a[idx].to(self.device) for a in (self.x, self.target, self.labels))
+        if cfg.student_noise > 0:
+            x, t, y = noisy_student_batch(x, t, y, self.gen, cfg.student_noise)
         self.student.train()
         with self.autocast():
             s = self.student(x)
@@ -191,4 +240,4 @@ class DistillTrainer(AdversarialTrainer):
         return np.concatenate(list(rows), axis=0)
 
 
-__all__ = ["DistillConfig", "DistillTrainer", "label_with_teacher"]
+__all__ = ["DistillConfig", "DistillTrainer", "label_with_teacher", "noisy_student_batch"]
