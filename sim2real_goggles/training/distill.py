@@ -31,6 +31,7 @@ from torch import nn
 
 from sim2real_goggles.models.checkpoint import load_checkpoint
 from sim2real_goggles.models.networks import build_model
+from sim2real_goggles.training.augment import _rand
 from sim2real_goggles.training.base import (
     AdversarialConfig,
     AdversarialTrainer,
@@ -126,10 +127,6 @@ def label_with_teacher(
     return t_sum / count, p_sum / count
 
 
-def _uniform(n: int, gen: torch.Generator, spread: float) -> torch.Tensor:
-    return (torch.rand((n, 1, 1, 1), generator=gen) * 2 - 1) * spread
-
-
 def noisy_student_batch(
     x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, gen: torch.Generator, strength: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -153,10 +150,14 @@ def noisy_student_batch(
     x, t, y = stacked[:, :3], stacked[:, 3:6], stacked[:, 6].round().long()
     # camera noise on the input only, in [0, 1]
     img = (x + 1) / 2
-    gain = 1 + torch.cat([_uniform(n, gen, 0.15 * strength) for _ in range(3)], 1)
-    img = img * gain.to(x.device) + _uniform(n, gen, 0.15 * strength).to(x.device)
+
+    def spread(s: float) -> torch.Tensor:  # uniform in [-s, s] per image
+        return _rand((n, 1, 1, 1), gen, -s * strength, s * strength).to(x.device)
+
+    gain = 1 + torch.cat([spread(0.15) for _ in range(3)], 1)
+    img = img * gain + spread(0.15)
     mean = img.mean(dim=(1, 2, 3), keepdim=True)
-    img = (img - mean) * (1 + _uniform(n, gen, 0.3 * strength)).to(x.device) + mean
+    img = (img - mean) * (1 + spread(0.3)) + mean
     blur = (torch.rand((n, 1, 1, 1), generator=gen) < 0.3 * strength).to(x.device, x.dtype)
     blurred = F.avg_pool2d(F.pad(img, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     img = img * (1 - blur) + blur * blurred
