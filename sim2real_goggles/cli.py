@@ -522,7 +522,8 @@ def _parser() -> argparse.ArgumentParser:
               goggles eval-translator runs/vr.pt --segmenter runs/segmenter.pt --real real_office --json
 
             Also reports the segmenter on the untranslated real frames (sem_miou_no_goggles) and
-            on true sim frames (sem_miou_sim, the upper bound), and writes a side-by-side grid:
+            on true sim frames (sem_miou_sim, the upper bound) and on the sim look through the
+            real camera (sem_miou_ref, a perfect translation), and writes a side-by-side grid:
             real | translated | sim through the real camera | predicted mask | true mask.
             For a sim->real refiner (simgan) it reports instead PSNR/SSIM of refined sim frames
             against the paired real frames, with the unrefined frames as the baseline."""

@@ -5,7 +5,9 @@ R, in ``sim``, and in ``sim`` seen through R's camera model (same lens, so pixel
 
 * ``sem_miou``: the frozen sim segmenter on G(x_R) against R's ground-truth mask (the "FCN
   score"), with per-class IoU; ``sem_miou_no_goggles``: the same on x_R untranslated;
-  ``sem_miou_sim``: on true sim frames against their masks (the upper bound).
+  ``sem_miou_sim``: on true sim frames against their masks (the upper bound);
+  ``sem_miou_ref``: on the sim look through R's camera against R's mask, what a perfect
+  translation would score (below ``sem_miou_sim`` by what R's lens alone costs the segmenter).
 * ``psnr``, ``ssim``: G(x_R) against the sim look through R's camera.
 * ``fd_seg``: Fréchet distance between the segmenter's pooled bottleneck features of G(x_R)
   and of true sim frames (FID-like; Inception weights cannot be downloaded here).
@@ -140,6 +142,7 @@ def evaluate_translator(
     sem, per_class, f_trans = _scores(segmenter, translated, data["mask_real"])
     sem_none, per_class_none, _ = _scores(segmenter, data["real"], data["mask_real"])
     sem_sim, per_class_sim, f_sim = _scores(segmenter, data["sim"], data["mask_sim"])
+    sem_ref, per_class_ref, _ = _scores(segmenter, data["ref"], data["mask_real"])
     psnr = np.mean([peak_signal_noise_ratio(r, t, data_range=255) for r, t in zip(data["ref"], translated)])
     ssim = np.mean(
         [structural_similarity(r, t, channel_axis=-1, data_range=255) for r, t in zip(data["ref"], translated)]
@@ -155,10 +158,12 @@ def evaluate_translator(
         "sem_miou": round(sem, 4),
         "sem_miou_no_goggles": round(sem_none, 4),
         "sem_miou_sim": round(sem_sim, 4),
+        "sem_miou_ref": round(sem_ref, 4),
         "target_iou": None if per_class["target"] is None else round(per_class["target"], 4),
         "per_class_iou": rounded(per_class),
         "per_class_iou_no_goggles": rounded(per_class_none),
         "per_class_iou_sim": rounded(per_class_sim),
+        "per_class_iou_ref": rounded(per_class_ref),
         "psnr": round(float(psnr), 3),
         "ssim": round(float(ssim), 4),
         "fd_seg": round(frechet_distance(f_trans, f_sim), 4),
