@@ -36,15 +36,16 @@ def test_reference_is_the_sim_look_through_the_real_lens():
     assert data["real"].shape == data["ref"].shape == (6, 32, 32, 3)
 
 
-def test_eval_translator_command_reports_every_metric(tmp_path, capsys):
+def _untrained_generator(path, ngf: int, **metadata):
+    """An untrained compact translator checkpoint (seed 0) with ``metadata``."""
     torch.manual_seed(0)
-    gen = save_checkpoint(
-        tmp_path / "g.pt",
-        CompactGenerator(ngf=8, n_blocks=1),
-        "compact",
-        {"ngf": 8, "n_blocks": 1},
-        {"image_size": 32, "method": "cyclegan"},
+    return save_checkpoint(
+        path, CompactGenerator(ngf=ngf, n_blocks=1), "compact", {"ngf": ngf, "n_blocks": 1}, metadata
     )
+
+
+def test_eval_translator_command_reports_every_metric(tmp_path, capsys):
+    gen = _untrained_generator(tmp_path / "g.pt", 8, image_size=32, method="cyclegan")
     seg = save_checkpoint(tmp_path / "s.pt", SegmenterNet(base=8), "segmenter", {"base": 8})
     assert main(["eval-translator", str(gen), "--segmenter", str(seg), "--n", "12", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -70,14 +71,7 @@ def test_perfect_translation_score_comes_from_the_sim_look_through_the_real_came
     """sem_miou_ref is the shipped sim segmenter on the sim look rendered through the real lens,
     scored against the real frame's mask: near the sim upper bound, far above the untranslated
     real frames, and not the (untrained) translator's score."""
-    torch.manual_seed(0)
-    gen = save_checkpoint(
-        tmp_path / "g.pt",
-        CompactGenerator(ngf=4, n_blocks=1),
-        "compact",
-        {"ngf": 4, "n_blocks": 1},
-        {"image_size": 64, "method": "cyclegan"},
-    )
+    gen = _untrained_generator(tmp_path / "g.pt", 4, image_size=64, method="cyclegan")
     assert main(["eval-translator", str(gen), "--real", "real_office", "--n", "12", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["sem_miou_ref"] > 0.9 and report["sem_miou_ref"] > report["sem_miou_no_goggles"] + 0.3
@@ -86,14 +80,7 @@ def test_perfect_translation_score_comes_from_the_sim_look_through_the_real_came
 
 
 def test_eval_of_a_refiner_compares_refined_sim_with_the_paired_real_frames(tmp_path, capsys):
-    torch.manual_seed(0)
-    ref = save_checkpoint(
-        tmp_path / "r.pt",
-        CompactGenerator(ngf=4, n_blocks=1),
-        "compact",
-        {"ngf": 4, "n_blocks": 1},
-        {"image_size": 32, "method": "simgan", "direction": "sim->real"},
-    )
+    ref = _untrained_generator(tmp_path / "r.pt", 4, image_size=32, method="simgan", direction="sim->real")
     seg = save_checkpoint(tmp_path / "s.pt", SegmenterNet(base=8), "segmenter", {"base": 8})
     assert main(["eval-translator", str(ref), "--segmenter", str(seg), "--n", "8", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
