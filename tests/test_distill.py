@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sim2real_goggles.appearance.profile import IGNORE_ID
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
 from sim2real_goggles.models.networks import CompactGenerator, SegmenterNet
 from sim2real_goggles.resources import share_path
@@ -140,3 +141,38 @@ def test_noisy_student_moves_target_and_labels_with_the_input():
         assert corr > 0.8, (i, corr)
     again = noisy_student_batch(smooth.clone(), smooth.clone(), y, torch.Generator().manual_seed(3), 1.0)
     assert all(torch.equal(a, b) for a, b in zip((x, t, labels), again))
+    # student_photometric=false: the same mirrors and shifts (same draws), no camera noise
+    gx, gt, glabels = noisy_student_batch(
+        smooth.clone(), smooth.clone(), y, torch.Generator().manual_seed(3), 1.0, photometric=False
+    )
+    assert torch.equal(gx, gt) and torch.equal(gt, t) and torch.equal(glabels, labels)
+
+
+def test_label_threshold_keeps_only_confident_pixels(nets, tmp_path):
+    """label_threshold ignores the pixels where the teacher's class probability is low: they get
+    IGNORE_ID, the rest the teacher's class; threshold_image drops them from the L1 loss too."""
+    plain = DistillTrainer(config(nets, teacher_tta=False), tmp_path / "a.pt")
+    teacher = load_checkpoint(nets[0]).build("cpu").eval()
+    segmenter = load_checkpoint(nets[1]).build("cpu").eval()
+    _, probs = label_with_teacher(teacher, segmenter, plain.x)
+    confidence, label = probs.max(1)
+    threshold = float(confidence.median())
+    cfg = config(nets, teacher_tta=False, label_threshold=threshold, threshold_image=True, iterations=40)
+    trainer = DistillTrainer(cfg, tmp_path / "b.pt")
+    low = confidence < threshold
+    assert 0.3 < float(low.float().mean()) < 0.7 and trainer.label_fraction == pytest.approx(
+        1 - float(low.float().mean())
+    )
+    assert torch.equal(trainer.labels[low], torch.full_like(trainer.labels[low], IGNORE_ID))
+    assert torch.equal(trainer.labels[~low], label[~low]) and torch.equal(plain.labels, label)
+    # a target that is wrong only where the labels are ignored does not reach the loss
+    trainer.target = torch.where(low[:, None], torch.full_like(trainer.target, 50.0), trainer.target)
+    assert trainer.step()["l1"] < 3
+    trainer.cfg = config(nets, teacher_tta=False, label_threshold=threshold, threshold_image=False)
+    assert trainer.step()["l1"] > 10
+    result = DistillTrainer(cfg, tmp_path / "c.pt").train(progress=False)
+    assert load_checkpoint(result["checkpoint"]).metadata["label_fraction"] == pytest.approx(
+        1 - float(low.float().mean()), abs=1e-4
+    )
+    with pytest.raises(ValueError, match="label_threshold must be in"):
+        config(nets, label_threshold=1.0)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sim2real_goggles.appearance.profile import IGNORE_ID
 from sim2real_goggles.models.checkpoint import load_checkpoint
 from sim2real_goggles.models.networks import build_model
 from sim2real_goggles.training.augment import _rand
@@ -75,6 +76,15 @@ class DistillConfig(AdversarialConfig):
     padding), and only the student's input gets camera noise: per-channel gain and brightness
     +-0.15 s, contrast +-0.3 s, blur (p 0.3 s) and sensor noise up to 0.04 s. The teacher
     labels the clean frames; 0 trains on them as they are."""
+    label_threshold: float = 0.0
+    """Confidence-thresholded pseudo-labels: pixels where the teacher's (averaged) class
+    probability is below this get no semantic target (ignored by the cross-entropy); 0 keeps
+    every pixel's argmax."""
+    threshold_image: bool = False
+    """With :attr:`label_threshold`, drop those pixels from the L1 image loss too."""
+    student_photometric: bool = True
+    """false: :attr:`student_noise` mirrors and shifts only (input, target and labels alike),
+    without the camera noise on the input."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,6 +96,8 @@ class DistillConfig(AdversarialConfig):
             raise ValueError(f"norm must be batch or instance, got {self.norm!r}")
         if not 0.0 <= self.student_noise <= 1.0:
             raise ValueError(f"student_noise must be in [0, 1], got {self.student_noise}")
+        if not 0.0 <= self.label_threshold < 1.0:
+            raise ValueError(f"label_threshold must be in [0, 1), got {self.label_threshold}")
 
 
 @torch.no_grad()
@@ -128,11 +140,17 @@ def label_with_teacher(
 
 
 def noisy_student_batch(
-    x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, gen: torch.Generator, strength: float
+    x: torch.Tensor,
+    t: torch.Tensor,
+    y: torch.Tensor,
+    gen: torch.Generator,
+    strength: float,
+    photometric: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The :attr:`DistillConfig.student_noise` augmentation of one batch: input ``x`` and target
     ``t`` (N, 3, H, W) in [-1, 1], labels ``y`` (N, H, W). Mirror and shift move all three
-    together; the photometric noise touches ``x`` only. Random numbers come from ``gen`` (CPU)."""
+    together; the photometric noise (skipped unless ``photometric``) touches ``x`` only. Random
+    numbers come from ``gen`` (CPU)."""
     n, _, h, w = x.shape
     mirror = torch.rand(n, generator=gen) < 0.5
     pad = int(round(strength * h / 8))
@@ -148,6 +166,8 @@ def noisy_student_batch(
             ]
         )
     x, t, y = stacked[:, :3], stacked[:, 3:6], stacked[:, 6].round().long()
+    if not photometric:
+        return x, t, y
     # camera noise on the input only, in [0, 1]
     img = (x + 1) / 2
 
@@ -191,8 +211,10 @@ class DistillTrainer(AdversarialTrainer):
             x = self.x[i : i + cfg.teacher_batch].to(self.device)
             t, probs = label_with_teacher(teacher, self.segmenter, x, tta=cfg.teacher_tta)
             targets.append(t.cpu())
-            labels.append(probs.argmax(1).cpu())
+            confidence, label = probs.max(1)
+            labels.append(label.masked_fill(confidence < cfg.label_threshold, IGNORE_ID).cpu())
         self.target, self.labels = torch.cat(targets), torch.cat(labels)
+        self.label_fraction = float((self.labels != IGNORE_ID).float().mean())
         if self.device.type == "cuda":  # batches are gathered on the GPU, no copies in the loop
             self.x, self.target, self.labels = (a.to(self.device) for a in (self.x, self.target, self.labels))
 
@@ -201,12 +223,19 @@ class DistillTrainer(AdversarialTrainer):
         idx = torch.randint(len(self.x), (cfg.batch_size,), generator=self.gen)
         x, t, y = (a[idx].to(self.device) for a in (self.x, self.target, self.labels))
         if cfg.student_noise > 0:
-            x, t, y = noisy_student_batch(x, t, y, self.gen, cfg.student_noise)
+            x, t, y = noisy_student_batch(x, t, y, self.gen, cfg.student_noise, cfg.student_photometric)
         self.student.train()
         with self.autocast():
             s = self.student(x)
-            l1 = F.l1_loss(s, t)
-            semantic = F.cross_entropy(self.segmenter(s), y) * cfg.lambda_semantic
+            if cfg.threshold_image and cfg.label_threshold > 0:
+                keep = (y != IGNORE_ID)[:, None].to(s.dtype)
+                l1 = ((s - t).abs() * keep).sum() / (keep.sum() * s.shape[1]).clamp(min=1)
+            else:
+                l1 = F.l1_loss(s, t)
+            if (y != IGNORE_ID).any():
+                semantic = F.cross_entropy(self.segmenter(s), y, ignore_index=IGNORE_ID) * cfg.lambda_semantic
+            else:  # every pixel below label_threshold
+                semantic = s.sum() * 0.0
             loss = l1 + semantic
         self.optimise("student", self.opt, loss)
         self.sched.step()
@@ -228,6 +257,7 @@ class DistillTrainer(AdversarialTrainer):
             "teacher": {"checkpoint": cfg.teacher, "method": self.teacher_metadata.get("method")},
             "domains": self.teacher_metadata.get("domains", {"real": cfg.real}),
             "image_size": cfg.image_size,
+            "label_fraction": round(self.label_fraction, 4),
             "config": asdict(cfg),
         }
 
