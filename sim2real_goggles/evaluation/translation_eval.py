@@ -91,10 +91,11 @@ def shift_error(translator: Translator, images: np.ndarray, seed: int, fraction:
 
 
 def _scores(
-    segmenter: torch.nn.Module, images: np.ndarray, masks: np.ndarray
-) -> tuple[float, dict[str, float | None], np.ndarray]:
+    segmenter: torch.nn.Module, images: np.ndarray, masks: np.ndarray, features: bool = True
+) -> tuple[float, dict[str, float | None], np.ndarray | None]:
+    """mIoU and per-class IoU of the segmenter on ``images``; its pooled features when asked."""
     per_class = iou_from_confusion(confusion_matrix(predict(segmenter, images), masks))
-    return miou(per_class), per_class, segmenter_features(segmenter, images)
+    return miou(per_class), per_class, segmenter_features(segmenter, images) if features else None
 
 
 def _setup(
@@ -140,9 +141,9 @@ def evaluate_translator(
     translator, segmenter, size, data = _setup(translator_path, segmenter_path, real, sim, n, seed, image_size, backend)
     translated = _translate_all(translator, data["real"])
     sem, per_class, f_trans = _scores(segmenter, translated, data["mask_real"])
-    sem_none, per_class_none, _ = _scores(segmenter, data["real"], data["mask_real"])
+    sem_none, per_class_none, _ = _scores(segmenter, data["real"], data["mask_real"], features=False)
     sem_sim, per_class_sim, f_sim = _scores(segmenter, data["sim"], data["mask_sim"])
-    sem_ref, per_class_ref, _ = _scores(segmenter, data["ref"], data["mask_real"])
+    sem_ref, per_class_ref, _ = _scores(segmenter, data["ref"], data["mask_real"], features=False)
     psnr = np.mean([peak_signal_noise_ratio(r, t, data_range=255) for r, t in zip(data["ref"], translated)])
     ssim = np.mean(
         [structural_similarity(r, t, channel_axis=-1, data_range=255) for r, t in zip(data["ref"], translated)]

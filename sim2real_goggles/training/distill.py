@@ -32,6 +32,7 @@ from torch import nn
 from sim2real_goggles.appearance.profile import IGNORE_ID
 from sim2real_goggles.models.checkpoint import load_checkpoint
 from sim2real_goggles.models.networks import build_model
+from sim2real_goggles.training.adapt import masked_l1
 from sim2real_goggles.training.augment import _rand
 from sim2real_goggles.training.base import (
     AdversarialConfig,
@@ -40,6 +41,7 @@ from sim2real_goggles.training.base import (
     lr_lambda,
     to_uint8,
 )
+from sim2real_goggles.training.translator import semantic_loss
 from sim2real_goggles.translation import GENERATOR_ARCHS
 
 
@@ -228,14 +230,10 @@ class DistillTrainer(AdversarialTrainer):
         with self.autocast():
             s = self.student(x)
             if cfg.threshold_image and cfg.label_threshold > 0:
-                keep = (y != IGNORE_ID)[:, None].to(s.dtype)
-                l1 = ((s - t).abs() * keep).sum() / (keep.sum() * s.shape[1]).clamp(min=1)
+                l1 = masked_l1(s, t, y != IGNORE_ID, inside=1.0, outside=0.0)
             else:
                 l1 = F.l1_loss(s, t)
-            if (y != IGNORE_ID).any():
-                semantic = F.cross_entropy(self.segmenter(s), y, ignore_index=IGNORE_ID) * cfg.lambda_semantic
-            else:  # every pixel below label_threshold
-                semantic = s.sum() * 0.0
+            semantic = semantic_loss(self.segmenter(s), y, class_weights=None) * cfg.lambda_semantic
             loss = l1 + semantic
         self.optimise("student", self.opt, loss)
         self.sched.step()

@@ -255,10 +255,13 @@ def shift_loss(generator: nn.Module, x: torch.Tensor, dy: int, dx: int, y: torch
 
 
 def semantic_loss(
-    logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor, mask: torch.Tensor | None = None
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    class_weights: torch.Tensor | None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Class-weighted cross-entropy of segmenter logits against labels, pixels in ``mask`` only
-    (and never IGNORE_ID pixels); zero when every pixel is masked out."""
+    """Class-weighted (``None``: unweighted) cross-entropy of segmenter logits against labels,
+    pixels in ``mask`` only (and never IGNORE_ID pixels); zero when every pixel is masked out."""
     labels = labels.clone()
     if mask is not None:
         labels[~mask] = IGNORE_ID
