@@ -369,6 +369,29 @@ def test_run_node_exits_0_when_the_node_requests_shutdown():
     assert nodes and not rclpy.ok()
 
 
+def test_run_node_exits_0_when_the_context_is_shut_down_under_spin(monkeypatch):
+    """A SIGTERM can shut the context down while the executor builds its next wait set; rclpy
+    then raises RCLError from spin(). That is a stop (exit 0); the same error while the context
+    is still valid is a failure and propagates."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    def shutdown_then_fail(self) -> None:
+        rclpy.shutdown()
+        raise RuntimeError("failed to initialize wait set: the given context is not valid")
+
+    monkeypatch.setattr(SingleThreadedExecutor, "spin", shutdown_then_fail)
+    assert run_node(lambda: Node("stopped_node"), args=[], name="stopped_node") == 0
+    assert not rclpy.ok()
+
+    def fail(self) -> None:
+        raise RuntimeError("a real failure")
+
+    monkeypatch.setattr(SingleThreadedExecutor, "spin", fail)
+    with pytest.raises(RuntimeError, match="a real failure"):
+        run_node(lambda: Node("failing_node"), args=[], name="failing_node")
+    assert not rclpy.ok()
+
+
 # --------------------------------------------------------------------------------------------
 # Image conversion
 

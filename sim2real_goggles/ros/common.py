@@ -482,6 +482,11 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, *,
             executor.spin()
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        except Exception:
+            # A signal that shuts the context down while spin() builds its next wait set makes
+            # rclpy raise RCLError ("the given context is not valid"): a stop, not a failure.
+            if rclpy.ok():
+                raise
         return 0
     except KeyboardInterrupt:
         return 0
