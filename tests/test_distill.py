@@ -11,7 +11,14 @@ from sim2real_goggles.appearance.profile import IGNORE_ID
 from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
 from sim2real_goggles.models.networks import CompactGenerator, SegmenterNet
 from sim2real_goggles.resources import share_path
-from sim2real_goggles.training.distill import DistillConfig, DistillTrainer, label_with_teacher, noisy_student_batch
+from sim2real_goggles.training import distill
+from sim2real_goggles.training.distill import (
+    DistillConfig,
+    DistillTrainer,
+    crf_refine,
+    label_with_teacher,
+    noisy_student_batch,
+)
 from sim2real_goggles.training.translator import load_recipe
 from sim2real_goggles.translation import Translator
 
@@ -176,3 +183,46 @@ def test_label_threshold_keeps_only_confident_pixels(nets, tmp_path):
     )
     with pytest.raises(ValueError, match="label_threshold must be in"):
         config(nets, label_threshold=1.0)
+
+
+def test_crf_snaps_uncertain_labels_to_the_image_edge():
+    """The same class probabilities (confident left and right, an uncertain strip between that
+    leans left) become labels whose boundary is wherever the image has its edge; confident
+    pixels keep their class, weight 0 changes nothing and every pixel stays a distribution."""
+    h = w = 32
+    cols = torch.arange(w)
+    p1 = torch.full((w,), 0.1)
+    p1[16:19], p1[19:] = 0.45, 0.9
+    probs = torch.stack([1 - p1, p1]).view(1, 2, 1, w).expand(1, 2, h, w).clone()
+    assert torch.equal(probs.argmax(1)[0], (cols >= 19).long().expand(h, w))
+    for edge in (16, 19):
+        image = torch.where(cols >= edge, 1.0, -1.0).expand(1, 3, h, w).clone()
+        refined = crf_refine(probs, image, iterations=5, sxy=2.0, srgb=0.1, weight=3.0)
+        assert torch.equal(refined.argmax(1)[0], (cols >= edge).long().expand(h, w)), edge
+        assert torch.allclose(refined.sum(1), torch.ones(1, h, w), atol=1e-5)
+    assert torch.allclose(crf_refine(probs, image, weight=0.0), probs, atol=1e-5)
+
+
+def test_label_crf_refines_the_labels_the_student_learns(nets, tmp_path, monkeypatch):
+    """With label_crf the labels are the argmax of crf_refine's output on the frames and the
+    teacher's probabilities, called with the configured parameters; the image targets stay."""
+    plain = DistillTrainer(config(nets, teacher_tta=False), tmp_path / "a.pt")
+    teacher = load_checkpoint(nets[0]).build("cpu").eval()
+    segmenter = load_checkpoint(nets[1]).build("cpu").eval()
+    _, probs = label_with_teacher(teacher, segmenter, plain.x)
+    calls = []
+
+    def spy(p, image, *args):
+        calls.append((image, args))
+        return crf_refine(p, image, *args).flip(1)  # a change the labels must show
+
+    monkeypatch.setattr(distill, "crf_refine", spy)
+    refined = DistillTrainer(config(nets, teacher_tta=False, label_crf=3, crf_srgb=0.2), tmp_path / "b.pt")
+    assert len(calls) == 1 and torch.equal(calls[0][0], plain.x) and calls[0][1] == (3, 2.0, 0.2, 3.0)
+    expected = crf_refine(probs, plain.x, iterations=3, sxy=2.0, srgb=0.2, weight=3.0).flip(1).argmax(1)
+    assert torch.equal(refined.labels, expected) and torch.equal(plain.labels, probs.argmax(1))
+    assert torch.equal(refined.target, plain.target)  # the image targets stay the teacher's
+    with pytest.raises(ValueError, match="label_crf must be >= 0"):
+        config(nets, label_crf=-1)
+    with pytest.raises(ValueError, match="crf_sxy and crf_srgb > 0"):
+        config(nets, label_crf=5, crf_srgb=0.0)

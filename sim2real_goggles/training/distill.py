@@ -15,7 +15,10 @@ it needs a fraction of the teacher's iterations and keeps its quality (sem_miou,
 With ``teacher_tta`` the labels are the teacher's test-time average over mirrored and shifted
 copies of each frame (:func:`label_with_teacher`), which is steadier than one pass. Any
 translator checkpoint can be the teacher, a student too: ``--teacher`` set to the last student
-gives another round of self-distillation (README, "The goggles, measured").
+gives another round of self-distillation (README, "The goggles, measured"). With
+``label_crf`` the class probabilities pass through a dense CRF over the real frame
+(:func:`crf_refine`) before they become labels, so uncertain pixels take the class of the
+like-coloured side of the frame's nearest edge.
 """
 
 from __future__ import annotations
@@ -87,6 +90,16 @@ class DistillConfig(AdversarialConfig):
     student_photometric: bool = True
     """false: :attr:`student_noise` mirrors and shifts only (input, target and labels alike),
     without the camera noise on the input."""
+    label_crf: int = 0
+    """Mean-field iterations of a dense CRF that sharpens the teacher's class probabilities
+    along the edges of the real frame before they become labels (:func:`crf_refine`); 0: off."""
+    crf_sxy: float = 2.0
+    """CRF kernel's spatial scale in pixels (neighbours within 2 x crf_sxy take part)."""
+    crf_srgb: float = 0.1
+    """CRF kernel's colour scale, on the [-1, 1] image: pixels this far apart in colour are
+    barely linked, so labels stop at the frame's edges."""
+    crf_weight: float = 3.0
+    """Weight of the CRF's pairwise term against the teacher's log-probabilities."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -100,6 +113,11 @@ class DistillConfig(AdversarialConfig):
             raise ValueError(f"student_noise must be in [0, 1], got {self.student_noise}")
         if not 0.0 <= self.label_threshold < 1.0:
             raise ValueError(f"label_threshold must be in [0, 1), got {self.label_threshold}")
+        if self.label_crf < 0 or min(self.crf_sxy, self.crf_srgb) <= 0 or self.crf_weight < 0:
+            raise ValueError(
+                f"label_crf must be >= 0, crf_sxy and crf_srgb > 0, crf_weight >= 0; got {self.label_crf}, "
+                f"{self.crf_sxy}, {self.crf_srgb}, {self.crf_weight}"
+            )
 
 
 @torch.no_grad()
@@ -139,6 +157,39 @@ def label_with_teacher(
                 count[dst] += 1
     assert p_sum is not None
     return t_sum / count, p_sum / count
+
+
+@torch.no_grad()
+def crf_refine(
+    probs: torch.Tensor,
+    image: torch.Tensor,
+    iterations: int = 5,
+    sxy: float = 2.0,
+    srgb: float = 0.1,
+    weight: float = 3.0,
+) -> torch.Tensor:
+    """Class probabilities (N, K, H, W) refined by mean-field inference of a CRF (Kraehenbuehl
+    and Koltun, NeurIPS 2011) over ``image`` (N, C, H, W): ``probs`` as the unary term, a Potts
+    pairwise term whose kernel links pixels within 2 x ``sxy`` of each other by
+    ``weight * exp(-d^2 / 2 sxy^2 - |I_i - I_j|^2 / 2 srgb^2)``. Neighbours of like colour pull a
+    pixel towards their class, so uncertain labels snap to the image's edges."""
+    r = max(1, round(2 * sxy))
+    n, k, h, w = probs.shape
+    padded = F.pad(image, (r, r, r, r), mode="replicate")
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if (dy, dx) != (0, 0)]
+    kernels = []
+    for dy, dx in offsets:
+        colour = (padded[:, :, r + dy : r + dy + h, r + dx : r + dx + w] - image).square().sum(1, keepdim=True)
+        kernels.append(weight * torch.exp(-(dy * dy + dx * dx) / (2 * sxy**2) - colour / (2 * srgb**2)))
+    unary = probs.clamp_min(1e-6).log()
+    q = probs
+    for _ in range(iterations):
+        qp = F.pad(q, (r, r, r, r), mode="replicate")
+        message = torch.zeros_like(q)
+        for kernel, (dy, dx) in zip(kernels, offsets):
+            message += kernel * qp[:, :, r + dy : r + dy + h, r + dx : r + dx + w]
+        q = torch.softmax(unary + message, 1)
+    return q
 
 
 def noisy_student_batch(
@@ -212,6 +263,8 @@ class DistillTrainer(AdversarialTrainer):
         for i in range(0, len(self.x), cfg.teacher_batch):
             x = self.x[i : i + cfg.teacher_batch].to(self.device)
             t, probs = label_with_teacher(teacher, self.segmenter, x, tta=cfg.teacher_tta)
+            if cfg.label_crf:
+                probs = crf_refine(probs, x, cfg.label_crf, cfg.crf_sxy, cfg.crf_srgb, cfg.crf_weight)
             targets.append(t.cpu())
             confidence, label = probs.max(1)
             labels.append(label.masked_fill(confidence < cfg.label_threshold, IGNORE_ID).cpu())
