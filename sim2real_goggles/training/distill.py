@@ -174,7 +174,7 @@ def crf_refine(
     ``weight * exp(-d^2 / 2 sxy^2 - |I_i - I_j|^2 / 2 srgb^2)``. Neighbours of like colour pull a
     pixel towards their class, so uncertain labels snap to the image's edges."""
     r = max(1, round(2 * sxy))
-    n, k, h, w = probs.shape
+    h, w = probs.shape[-2:]
     padded = F.pad(image, (r, r, r, r), mode="replicate")
     offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if (dy, dx) != (0, 0)]
     kernels = []
