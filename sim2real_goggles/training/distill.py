@@ -175,20 +175,20 @@ def crf_refine(
     pixel towards their class, so uncertain labels snap to the image's edges."""
     r = max(1, round(2 * sxy))
     h, w = probs.shape[-2:]
-    padded = F.pad(image, (r, r, r, r), mode="replicate")
     offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if (dy, dx) != (0, 0)]
+
+    def neighbours(t: torch.Tensor):  # t's value at (y + dy, x + dx) for each offset, edges replicated
+        padded = F.pad(t, (r, r, r, r), mode="replicate")
+        return (padded[:, :, r + dy : r + dy + h, r + dx : r + dx + w] for dy, dx in offsets)
+
     kernels = []
-    for dy, dx in offsets:
-        colour = (padded[:, :, r + dy : r + dy + h, r + dx : r + dx + w] - image).square().sum(1, keepdim=True)
+    for (dy, dx), nb in zip(offsets, neighbours(image)):
+        colour = (nb - image).square().sum(1, keepdim=True)
         kernels.append(weight * torch.exp(-(dy * dy + dx * dx) / (2 * sxy**2) - colour / (2 * srgb**2)))
     unary = probs.clamp_min(1e-6).log()
     q = probs
     for _ in range(iterations):
-        qp = F.pad(q, (r, r, r, r), mode="replicate")
-        message = torch.zeros_like(q)
-        for kernel, (dy, dx) in zip(kernels, offsets):
-            message += kernel * qp[:, :, r + dy : r + dy + h, r + dx : r + dx + w]
-        q = torch.softmax(unary + message, 1)
+        q = torch.softmax(unary + sum(k * nb for k, nb in zip(kernels, neighbours(q))), 1)
     return q
 
 
