@@ -470,7 +470,9 @@ def _parser() -> argparse.ArgumentParser:
             process trains the same networks on its own batches (gradients averaged: gloo on
             CPU, nccl on CUDA); rank 0 writes the checkpoint. On CUDA, AMP (fp16) is on unless
             --set amp=false. distill copies a trained translator (--teacher) into a smaller
-            batch-norm student for fast inference (recipe config/training/distill.yaml).
+            batch-norm student for fast inference (recipe config/training/distill.yaml);
+            --set rounds=N trains N students in a row, each labelled by the one before (rounds
+            before the last written as OUT-stem.roundK.pt; --resume keeps the finished ones).
             pixelda trains a sim->real generator with its task segmenter, written as
             OUT.segmenter.pt (the pixelda row of goggles seg-table)."""
         ),
@@ -993,6 +995,15 @@ def _train_translator(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if device.type == "cuda" and distributed.launched_by_torchrun():
         device = _cuda_device_for_rank(int(os.environ.get("LOCAL_RANK", "0")))
+    if args.method == "distill" and cfg.rounds > 1:
+        # each round loads the student the round before wrote: one process, not torchrun
+        if distributed.launched_by_torchrun():
+            raise ValueError("--set rounds > 1 runs in one process: under torchrun train one round per command")
+        from sim2real_goggles.training.distill import train_rounds
+
+        result = train_rounds(cfg, args.out, device=str(device), resume=args.resume, progress=not args.json)
+        print(json.dumps(result) if args.json else f"wrote {', '.join(result['rounds'])}")
+        return 0
     if args.method == "simgan":
         from sim2real_goggles.training.simgan import SimGANTrainer
 

@@ -182,6 +182,30 @@ def test_train_translator_set_overrides_and_wrong_options_fail_clearly(tmp_path,
     assert meta["method"] == "simgan" and meta["direction"] == "sim->real" and meta["config"]["ngf"] == 4
 
 
+def test_train_translator_distill_rounds_in_one_command(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from sim2real_goggles.models.checkpoint import load_checkpoint, save_checkpoint
+    from sim2real_goggles.models.networks import CompactGenerator
+    from sim2real_goggles.training import distributed
+
+    torch.manual_seed(0)
+    teacher = save_checkpoint(
+        tmp_path / "t.pt", CompactGenerator(ngf=4, n_blocks=1), "compact", {"ngf": 4, "n_blocks": 1}
+    )
+    out = tmp_path / "s.pt"
+    args = ["train-translator", "--method", "distill", "--teacher", str(teacher), "--out", str(out)]
+    args += ["--size", "32", "--frames", "4", "--iterations", "2", "--batch-size", "2"]
+    args += ["--set", "ngf=4", "--set", "n_blocks=1", "--set", "teacher_tta=false", "--set", "rounds=2"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["rounds"] == [str(tmp_path / "s.round1.pt"), str(out)]
+    assert load_checkpoint(out).metadata["teacher"]["checkpoint"] == str(tmp_path / "s.round1.pt")
+    monkeypatch.setattr(distributed, "launched_by_torchrun", lambda: True)
+    assert main(args) == 2
+    assert "under torchrun train one round per command" in capsys.readouterr().err
+
+
 def test_translate_file_and_folder_skips_unreadable_images(tmp_path, capsys):
     import cv2
     import numpy as np

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -226,3 +228,39 @@ def test_label_crf_refines_the_labels_the_student_learns(nets, tmp_path, monkeyp
         config(nets, label_crf=-1)
     with pytest.raises(ValueError, match="crf_sxy and crf_srgb > 0"):
         config(nets, label_crf=5, crf_srgb=0.0)
+
+
+def test_rounds_label_each_student_with_the_one_before(nets, tmp_path, monkeypatch):
+    """rounds=3 writes out.round1.pt, out.round2.pt and out.pt, each round's teacher the round
+    before; --resume keeps finished rounds (no relabelling) and continues the unfinished one."""
+    cfg = config(nets, iterations=4, rounds=3, teacher_tta=False)
+    out = tmp_path / "s.pt"
+    result = distill.train_rounds(cfg, out, progress=False)
+    paths = [tmp_path / "s.round1.pt", tmp_path / "s.round2.pt", out]
+    assert result["rounds"] == [str(p) for p in paths] and result["checkpoint"] == str(out)
+    teachers = [load_checkpoint(p).metadata for p in paths]
+    assert [m["teacher"]["checkpoint"] for m in teachers] == [nets[0], str(paths[0]), str(paths[1])]
+    assert [m["round"] for m in teachers] == [1, 2, 3] and all(m["complete"] for m in teachers)
+    assert teachers[1]["teacher"]["method"] == "distill" and teachers[2]["domains"]["real"] == "real_lab"
+    # round 3 learns round 2's translations: the labelled targets are round 2's outputs
+    round3 = DistillTrainer(replace(cfg, teacher=str(paths[1])), tmp_path / "check.pt")
+    with torch.no_grad():
+        assert torch.allclose(round3.target, load_checkpoint(paths[1]).build("cpu").eval()(round3.x), atol=1e-5)
+
+    # kill during round 3 after 2 of 4 iterations, then resume: rounds 1-2 untouched
+    before = [p.read_bytes() for p in paths[:2]]
+    out.unlink()
+    DistillTrainer(replace(cfg, teacher=str(paths[1])), out, round_index=3).train(progress=False, stop_after=2)
+    built = []
+    real_init = DistillTrainer.__init__
+
+    def counting_init(self, *args, **kw):
+        built.append(args[1])
+        real_init(self, *args, **kw)
+
+    monkeypatch.setattr(DistillTrainer, "__init__", counting_init)
+    resumed = distill.train_rounds(cfg, out, resume=True, progress=False)
+    assert built == [out] and [p.read_bytes() for p in paths[:2]] == before
+    assert resumed["iterations"] == 4 and load_checkpoint(out).metadata["complete"]
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        config(nets, rounds=0)

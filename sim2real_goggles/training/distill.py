@@ -15,7 +15,8 @@ it needs a fraction of the teacher's iterations and keeps its quality (sem_miou,
 With ``teacher_tta`` the labels are the teacher's test-time average over mirrored and shifted
 copies of each frame (:func:`label_with_teacher`), which is steadier than one pass. Any
 translator checkpoint can be the teacher, a student too: ``--teacher`` set to the last student
-gives another round of self-distillation (README, "The goggles, measured"). With
+gives another round of self-distillation (README, "The goggles, measured"), and ``rounds``
+runs several in one command (:func:`train_rounds`). With
 ``label_crf`` the class probabilities pass through a dense CRF over the real frame
 (:func:`crf_refine`) before they become labels, so uncertain pixels take the class of the
 like-coloured side of the frame's nearest edge.
@@ -23,7 +24,7 @@ like-coloured side of the frame's nearest edge.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,10 @@ class DistillConfig(AdversarialConfig):
     barely linked, so labels stop at the frame's edges."""
     crf_weight: float = 3.0
     """Weight of the CRF's pairwise term against the teacher's log-probabilities."""
+    rounds: int = 1
+    """Self-distillation rounds (:func:`train_rounds`): round 1 learns from :attr:`teacher`,
+    each later round from the student of the round before; every round but the last is written
+    beside the output as ``NAME.roundK.pt``."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,6 +123,8 @@ class DistillConfig(AdversarialConfig):
                 f"label_crf must be >= 0, crf_sxy and crf_srgb > 0, crf_weight >= 0; got {self.label_crf}, "
                 f"{self.crf_sxy}, {self.crf_srgb}, {self.crf_weight}"
             )
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
 
 
 @torch.no_grad()
@@ -244,8 +251,9 @@ class DistillTrainer(AdversarialTrainer):
 
     progress_keys = ("loss", "l1", "semantic")
 
-    def __init__(self, cfg: DistillConfig, out: str | Path, device: str = "cpu"):
+    def __init__(self, cfg: DistillConfig, out: str | Path, device: str = "cpu", round_index: int = 1):
         super().__init__(cfg, out, device)
+        self.round_index = round_index
         teacher_ckpt = load_checkpoint(cfg.teacher)
         if teacher_ckpt.arch not in GENERATOR_ARCHS:
             raise ValueError(f"{cfg.teacher}: holds a {teacher_ckpt.arch!r} network, not a translator")
@@ -309,6 +317,7 @@ class DistillTrainer(AdversarialTrainer):
             "domains": self.teacher_metadata.get("domains", {"real": cfg.real}),
             "image_size": cfg.image_size,
             "label_fraction": round(self.label_fraction, 4),
+            "round": self.round_index,
             "config": asdict(cfg),
         }
 
@@ -322,4 +331,40 @@ class DistillTrainer(AdversarialTrainer):
         return np.concatenate(list(rows), axis=0)
 
 
-__all__ = ["DistillConfig", "DistillTrainer", "label_with_teacher", "noisy_student_batch"]
+def round_paths(out: str | Path, rounds: int) -> list[Path]:
+    """Where :func:`train_rounds` writes each round's student: ``NAME.round1.pt`` ... beside
+    ``out``, and the last round at ``out`` itself."""
+    out = Path(out)
+    return [out.with_name(f"{out.stem}.round{r}{out.suffix}") for r in range(1, rounds)] + [out]
+
+
+def train_rounds(
+    cfg: DistillConfig, out: str | Path, device: str = "cpu", resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Train ``cfg.rounds`` students one after another, each labelled by the one before (the
+    first by ``cfg.teacher``), and return the last round's :meth:`DistillTrainer.train` result
+    with ``rounds``, the checkpoints in order. With ``resume`` a round whose checkpoint is
+    complete is kept as it is (not relabelled or retrained) and an unfinished one continues from
+    its checkpoint; without it every round starts afresh."""
+    paths = round_paths(out, cfg.rounds)
+    teacher, result = cfg.teacher, {}
+    for index, path in enumerate(paths, 1):
+        if resume and path.exists() and load_checkpoint(path).metadata.get("complete"):
+            result = {"checkpoint": str(path), "iterations": cfg.iterations, "minutes": 0.0}
+        else:
+            trainer = DistillTrainer(replace(cfg, teacher=teacher), path, device, round_index=index)
+            if resume and path.exists():
+                trainer.restore(path)
+            result = trainer.train(progress=progress)
+        teacher = str(path)
+    return result | {"rounds": [str(p) for p in paths]}
+
+
+__all__ = [
+    "DistillConfig",
+    "DistillTrainer",
+    "label_with_teacher",
+    "noisy_student_batch",
+    "round_paths",
+    "train_rounds",
+]
