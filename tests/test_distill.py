@@ -242,10 +242,6 @@ def test_rounds_label_each_student_with_the_one_before(nets, tmp_path, monkeypat
     assert [m["teacher"]["checkpoint"] for m in teachers] == [nets[0], str(paths[0]), str(paths[1])]
     assert [m["round"] for m in teachers] == [1, 2, 3] and all(m["complete"] for m in teachers)
     assert teachers[1]["teacher"]["method"] == "distill" and teachers[2]["domains"]["real"] == "real_lab"
-    # round 3 learns round 2's translations: the labelled targets are round 2's outputs
-    round3 = DistillTrainer(replace(cfg, teacher=str(paths[1])), tmp_path / "check.pt")
-    with torch.no_grad():
-        assert torch.allclose(round3.target, load_checkpoint(paths[1]).build("cpu").eval()(round3.x), atol=1e-5)
 
     # kill during round 3 after 2 of 4 iterations, then resume: rounds 1-2 untouched
     before = [p.read_bytes() for p in paths[:2]]
