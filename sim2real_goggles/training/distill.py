@@ -349,8 +349,9 @@ def train_rounds(
     paths = round_paths(out, cfg.rounds)
     teacher, result = cfg.teacher, {}
     for index, path in enumerate(paths, 1):
-        if resume and path.exists() and load_checkpoint(path).metadata.get("complete"):
-            result = {"checkpoint": str(path), "iterations": cfg.iterations, "minutes": 0.0}
+        finished = load_checkpoint(path).metadata if resume and path.exists() else {}
+        if finished.get("complete"):
+            result = {"checkpoint": str(path), "iterations": finished["iterations"], "minutes": 0.0}
         else:
             trainer = DistillTrainer(replace(cfg, teacher=teacher), path, device, round_index=index)
             if resume and path.exists():
