@@ -523,6 +523,10 @@ def _parser() -> argparse.ArgumentParser:
               goggles eval-translator pretrained:vr_goggles --real real_lab --sim sim --n 500 --json
               goggles eval-translator runs/vr.pt --segmenter runs/segmenter.pt --real real_office --json
 
+            sem_miou_ci95 is a 95% bootstrap interval of sem_miou over the rooms the frames
+            come from (rooms; 500 frames are about 32 rooms, and frames of one room are alike).
+            Other sets of rooms (--seed, --n) have moved figures by more than it: read it as the
+            least the rooms can move a figure (README, "How far 500 frames carry").
             Also reports the segmenter on the untranslated real frames (sem_miou_no_goggles) and
             on true sim frames (sem_miou_sim, the upper bound) and on the sim look through the
             real camera (sem_miou_ref, a perfect translation), and writes a side-by-side grid:

@@ -10,6 +10,7 @@ import torch
 
 from sim2real_goggles.appearance.profile import load_profile
 from sim2real_goggles.cli import main
+from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou, miou_interval
 from sim2real_goggles.evaluation.translation_eval import frechet_distance, paired_frames, sim_through_camera
 from sim2real_goggles.models.checkpoint import save_checkpoint
 from sim2real_goggles.models.networks import CompactGenerator, SegmenterNet
@@ -34,6 +35,46 @@ def test_reference_is_the_sim_look_through_the_real_lens():
     sim_floor = data["ref"][data["mask_real"] == 0].mean(0)
     assert np.abs(sim_floor - np.array([128, 128, 128])).max() < 40
     assert data["real"].shape == data["ref"].shape == (6, 32, 32, 3)
+
+
+def _room_confusions(rng: np.random.Generator, rooms: int, frames: int, miss: np.ndarray) -> np.ndarray:
+    """``frames`` per room of a 4-class 8x8 mask; room r calls a fraction miss[r] of the pixels
+    of the obstacle class (2) wall (1) instead."""
+    out = []
+    for r in range(rooms):
+        for _ in range(frames):
+            target = rng.integers(0, 4, size=(8, 8))
+            pred = target.copy()
+            pred[(target == 2) & (rng.random((8, 8)) < miss[r])] = 1
+            out.append(confusion_matrix(pred, target))
+    return np.stack(out)
+
+
+def test_miou_interval_draws_rooms_not_frames():
+    rng = np.random.default_rng(0)
+    # Rooms that all score alike: the interval closes on their mIoU.
+    same = np.stack([confusion_matrix(np.arange(4).repeat(4), np.arange(4).repeat(4))] * 12)
+    assert miou_interval(same, np.arange(12)) == pytest.approx((1.0, 1.0))
+    # Rooms that differ: the interval holds the pooled mIoU and has width.
+    miss = rng.random(10)
+    cms = _room_confusions(rng, 10, 6, miss)
+    rooms = np.arange(10).repeat(6)
+    pooled = miou(iou_from_confusion(cms.sum(0)))
+    low, high = miou_interval(cms, rooms)
+    assert low < pooled < high and high - low > 0.02
+    # The room is the unit: the same frames counted as one room each give a far narrower
+    # (over-confident) interval than when grouped by the room they came from.
+    low_f, high_f = miou_interval(cms, np.arange(len(cms)))
+    assert high_f - low_f < 0.7 * (high - low)
+    # Summing a room's frames first changes nothing: the interval depends on the rooms' totals.
+    totals = np.stack([cms[rooms == r].sum(0) for r in range(10)])
+    assert miou_interval(totals, np.arange(10)) == pytest.approx((low, high))
+    # Four times the rooms (alike in spread): a narrower interval.
+    more = _room_confusions(rng, 40, 6, rng.random(40))
+    low4, high4 = miou_interval(more, np.arange(40).repeat(6))
+    assert high4 - low4 < 0.75 * (high - low)
+    with pytest.raises(ValueError, match="one confusion matrix"):
+        miou_interval(cms, rooms[:-1])
 
 
 def _untrained_generator(path, ngf: int, **metadata):
@@ -62,6 +103,8 @@ def test_eval_translator_command_reports_every_metric(tmp_path, capsys):
     ):
         assert key in report
     assert report["n"] == 12 and report["image_size"] == 32
+    low, high = report["sem_miou_ci95"]
+    assert report["rooms"] >= 1 and 0.0 <= low <= high <= 1.0
     assert 0.0 <= report["sem_miou"] <= 1.0 and report["psnr"] > 0 and -1 <= report["ssim"] <= 1
     assert report["fd_seg"] >= 0 and report["shift_err"] > 0  # an untrained conv net is not shift-equivariant
     assert (tmp_path / "g.real_lab.grid.png").is_file()

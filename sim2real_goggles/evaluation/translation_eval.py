@@ -4,7 +4,11 @@ For a real-like look R and a translator G (real -> sim), frames are rendered at 
 R, in ``sim``, and in ``sim`` seen through R's camera model (same lens, so pixel-aligned with R):
 
 * ``sem_miou``: the frozen sim segmenter on G(x_R) against R's ground-truth mask (the "FCN
-  score"), with per-class IoU; ``sem_miou_no_goggles``: the same on x_R untranslated;
+  score"), with per-class IoU and ``sem_miou_ci95``, a 95% bootstrap interval over the
+  ``rooms`` the frames come from (:func:`~sim2real_goggles.evaluation.metrics.miou_interval`;
+  frames of one room are alike, and 500 frames are about 32 rooms: the interval spans
+  0.03-0.06 there, and other sets of rooms have moved figures by more, README "How far 500
+  frames carry"); ``sem_miou_no_goggles``: the same on x_R untranslated;
   ``sem_miou_sim``: on true sim frames against their masks (the upper bound);
   ``sem_miou_ref``: on the sim look through R's camera against R's mask, what a perfect
   translation would score (below ``sem_miou_sim`` by what R's lens alone costs the segmenter).
@@ -27,7 +31,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from sim2real_goggles.appearance.profile import load_profile, sim_through_camera
 from sim2real_goggles.data.collect import colorize_mask, iter_frames
-from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou, rounded
+from sim2real_goggles.evaluation.metrics import confusion_matrix, iou_from_confusion, miou, miou_interval, rounded
 from sim2real_goggles.models.checkpoint import load_checkpoint
 from sim2real_goggles.models.networks import to_tensor
 from sim2real_goggles.training.segmenter import predict
@@ -41,7 +45,7 @@ def paired_frames(real: str, sim: str, n: int, seed: int, size: int) -> dict[str
     real_p, sim_p = load_profile(real), load_profile(sim)
     ref_p = sim_through_camera(sim_p, real_p)
     keys = {"real": real_p.name, "sim": sim_p.name, "ref": ref_p.name}
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("real", "sim", "ref", "mask_real", "mask_sim")}
+    out: dict[str, list[Any]] = {k: [] for k in ("real", "sim", "ref", "mask_real", "mask_sim", "room")}
     episodes = max(1, n // 16)
     for frame in iter_frames([real_p, sim_p, ref_p], episodes * 4, seed=seed, image_size=size, every=3, max_steps=48):
         out["real"].append(frame.images[keys["real"]])
@@ -49,6 +53,7 @@ def paired_frames(real: str, sim: str, n: int, seed: int, size: int) -> dict[str
         out["ref"].append(frame.images[keys["ref"]])
         out["mask_real"].append(frame.masks[keys["real"]])
         out["mask_sim"].append(frame.masks[keys["sim"]])
+        out["room"].append(frame.seed)
         if len(out["real"]) >= n:
             break
     return {k: np.stack(v) for k, v in out.items()}
@@ -92,10 +97,13 @@ def shift_error(translator: Translator, images: np.ndarray, seed: int, fraction:
 
 def _scores(
     segmenter: torch.nn.Module, images: np.ndarray, masks: np.ndarray, features: bool = True
-) -> tuple[float, dict[str, float | None], np.ndarray | None]:
-    """mIoU and per-class IoU of the segmenter on ``images``; its pooled features when asked."""
-    per_class = iou_from_confusion(confusion_matrix(predict(segmenter, images), masks))
-    return miou(per_class), per_class, segmenter_features(segmenter, images) if features else None
+) -> tuple[float, dict[str, float | None], np.ndarray | None, np.ndarray]:
+    """mIoU and per-class IoU of the segmenter on ``images``; its pooled features when asked;
+    the confusion matrix of each frame (N, C, C), whose sum gives the scores."""
+    pred = predict(segmenter, images)
+    frames = np.stack([confusion_matrix(p, m) for p, m in zip(pred, masks)])
+    per_class = iou_from_confusion(frames.sum(0))
+    return miou(per_class), per_class, segmenter_features(segmenter, images) if features else None, frames
 
 
 def _setup(
@@ -140,10 +148,11 @@ def evaluate_translator(
     measured, not assumed."""
     translator, segmenter, size, data = _setup(translator_path, segmenter_path, real, sim, n, seed, image_size, backend)
     translated = _translate_all(translator, data["real"])
-    sem, per_class, f_trans = _scores(segmenter, translated, data["mask_real"])
-    sem_none, per_class_none, _ = _scores(segmenter, data["real"], data["mask_real"], features=False)
-    sem_sim, per_class_sim, f_sim = _scores(segmenter, data["sim"], data["mask_sim"])
-    sem_ref, per_class_ref, _ = _scores(segmenter, data["ref"], data["mask_real"], features=False)
+    sem, per_class, f_trans, frame_cm = _scores(segmenter, translated, data["mask_real"])
+    sem_none, per_class_none, _, _ = _scores(segmenter, data["real"], data["mask_real"], features=False)
+    sem_sim, per_class_sim, f_sim, _ = _scores(segmenter, data["sim"], data["mask_sim"])
+    sem_ref, per_class_ref, _, _ = _scores(segmenter, data["ref"], data["mask_real"], features=False)
+    ci_low, ci_high = miou_interval(frame_cm, data["room"], seed=seed)
     psnr = np.mean([peak_signal_noise_ratio(r, t, data_range=255) for r, t in zip(data["ref"], translated)])
     ssim = np.mean(
         [structural_similarity(r, t, channel_axis=-1, data_range=255) for r, t in zip(data["ref"], translated)]
@@ -156,7 +165,9 @@ def evaluate_translator(
         "sim": load_profile(sim).name,
         "n": int(len(translated)),
         "image_size": size,
+        "rooms": int(len(np.unique(data["room"]))),
         "sem_miou": round(sem, 4),
+        "sem_miou_ci95": [round(ci_low, 4), round(ci_high, 4)],
         "sem_miou_no_goggles": round(sem_none, 4),
         "sem_miou_sim": round(sem_sim, 4),
         "sem_miou_ref": round(sem_ref, 4),
