@@ -137,3 +137,13 @@ def test_shipped_self_distilled_goggles_score_what_their_manifest_records(look, 
     assert report["rooms"] == recorded["rooms"] == 32
     assert report["sem_miou_ci95"] == pytest.approx(recorded["sem_miou_ci95"], abs=2e-3)
     assert report["sem_miou"] > entries[f"vr_goggles_fast{sfx}"]["evaluation"]["sem_miou"] + 0.02
+
+
+def test_transfer_table_rows_find_the_translators_their_readme_figures_measured():
+    """Several shipped students share the manifest method ``distill``: the transfer table's
+    ``vr_goggles_distilled`` row must still take the fast students it was measured with."""
+    from sim2real_goggles.evaluation.transfer import shipped_translator
+
+    assert shipped_translator("vr_goggles_distilled", "real_lab") == "pretrained:vr_goggles_fast"
+    assert shipped_translator("vr_goggles_distilled", "real_office") == "pretrained:vr_goggles_fast_real_office"
+    assert shipped_translator("vr_goggles", "real_office") == "pretrained:vr_goggles_real_office"
