@@ -7,7 +7,7 @@ R, in ``sim``, and in ``sim`` seen through R's camera model (same lens, so pixel
   score"), with per-class IoU and ``sem_miou_ci95``, a 95% bootstrap interval over the
   ``rooms`` the frames come from (:func:`~sim2real_goggles.evaluation.metrics.miou_interval`;
   frames of one room are alike, and 500 frames are about 32 rooms: the interval spans
-  0.03-0.06 there, and other sets of rooms have moved figures by more, README "How far 500
+  0.04-0.07 there, and other sets of rooms have moved figures by more, README "How far 500
   frames carry"); ``sem_miou_no_goggles``: the same on x_R untranslated;
   ``sem_miou_sim``: on true sim frames against their masks (the upper bound);
   ``sem_miou_ref``: on the sim look through R's camera against R's mask, what a perfect
