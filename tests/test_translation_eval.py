@@ -38,8 +38,8 @@ def test_reference_is_the_sim_look_through_the_real_lens():
 
 
 def _room_confusions(rng: np.random.Generator, rooms: int, frames: int, miss: np.ndarray) -> np.ndarray:
-    """``frames`` per room of a 4-class 8x8 mask; room r calls a fraction miss[r] of the pixels
-    of the obstacle class (2) wall (1) instead."""
+    """Confusions of ``frames`` random 4-class 8x8 masks per room; room r calls a fraction
+    miss[r] of the obstacle (class 2) pixels wall (class 1)."""
     out = []
     for r in range(rooms):
         for _ in range(frames):
