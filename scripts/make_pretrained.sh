@@ -62,12 +62,16 @@ train vr_goggles_fast_real_office goggles train-translator --method distill --te
 # round's student taught by the one before (goggles-size student, mirrored and shifted frames,
 # labels snapped to the frame's edges by a CRF): about 2 h 40 min a look on one core. The shipped
 # files were made one round per command (2026-12-03/04); `--set rounds=5` gives the same weights
-# (checked at toy size, 2026-12-04).
+# (checked at toy size, 2026-12-04). `--set input_scale=1.5` (the students translate each frame
+# enlarged 1.5x) changes no weight, only what the last round's checkpoint records: the shipped
+# files had it written into the round-6 checkpoints afterwards (2026-12-04), as this command
+# writes it.
 for look in real_lab real_office; do
   sfx=$([[ $look == real_lab ]] && echo "" || echo "_$look")
   train "vr_goggles_selfdistill$sfx" goggles train-translator --method distill --teacher "$RUNS/vr_goggles_fast$sfx.pt" \
     --segmenter "$RUNS/segmenter.pt" --real "$look" --set ngf=16 --set n_blocks=6 --set student_noise=1.0 \
-    --set student_photometric=false --set label_crf=5 --set rounds=5 --out "$RUNS/vr_goggles_selfdistill$sfx.pt"
+    --set student_photometric=false --set label_crf=5 --set rounds=5 --set input_scale=1.5 \
+    --out "$RUNS/vr_goggles_selfdistill$sfx.pt"
 done
 # The policy: three members trained by the DAgger recipe (OUT.best.pt holds each one's round with
 # the best validation success, see training/policy.py), differing in seed or in expert data, joined
@@ -103,8 +107,8 @@ ship cyclegan "CycleGAN goggles real_lab -> sim (compact generator)"
 ship vr_goggles "VR-Goggles real_lab -> sim (compact generator): CycleGAN + semantic + shift losses" --fp16-weights
 ship vr_goggles_fast "VR-Goggles real_lab -> sim distilled into compact_fast (2.4x fewer MACs): for CPU robots"
 ship vr_goggles_fast_real_office "VR-Goggles real_office -> sim distilled into compact_fast: the same distill command on real_office"
-ship vr_goggles_selfdistill "VR-Goggles real_lab -> sim self-distilled: the goggles-size student of vr_goggles_fast after 5 more label-free rounds, each taught by the one before (train_minutes: the last round's training)" --fp16-weights
-ship vr_goggles_selfdistill_real_office "VR-Goggles real_office -> sim self-distilled: the goggles-size student of vr_goggles_fast_real_office after 5 more label-free rounds, each taught by the one before (train_minutes: the last round's training)" --fp16-weights
+ship vr_goggles_selfdistill "VR-Goggles real_lab -> sim self-distilled: the goggles-size student of vr_goggles_fast after 5 more label-free rounds, each taught by the one before, translating at 1.5x the frame size (train_minutes: the last round's training)" --fp16-weights
+ship vr_goggles_selfdistill_real_office "VR-Goggles real_office -> sim self-distilled: the goggles-size student of vr_goggles_fast_real_office after 5 more label-free rounds, each taught by the one before, translating at 1.5x the frame size (train_minutes: the last round's training)" --fp16-weights
 ship vr_goggles_real_office "VR-Goggles real_office -> sim: the same recipe and command, trained on real_office" --fp16-weights
 ship cyclegan_real_office "CycleGAN goggles real_office -> sim: the same recipe and command, trained on real_office"
 ship simgan "SimGAN refiner sim -> real_lab (compact), for training policies on refined images"

@@ -2,7 +2,9 @@
 
 The graph takes ``image``: float32 (N, 3, H, W) in [-1, 1] with dynamic batch, height and
 width (multiples of 4) and returns ``translated`` of the same shape. Pre- and post-processing
-(uint8 <-> [-1, 1], padding) are the caller's, as in :class:`sim2real_goggles.translation.Translator`.
+(uint8 <-> [-1, 1], padding, and the scaling by the checkpoint's ``input_scale``) are the
+caller's, as in :class:`sim2real_goggles.translation.Translator`: the model's metadata
+(``metadata_props``) records ``image_size`` and ``input_scale`` for it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, size: int | None = None
             },
             opset_version=ONNX_OPSET,
         )
+    import onnx
+
+    graph = onnx.load(str(out))
+    scaling = {"image_size": str(side), "input_scale": str(ckpt.metadata.get("input_scale", 1.0))}
+    onnx.helper.set_model_props(graph, {p.key: p.value for p in graph.metadata_props} | scaling)
+    onnx.save(graph, str(out))
     return out
 
 

@@ -5,7 +5,8 @@ precision (fp16 by default on CUDA, fp32 on CPU). A call takes one image (H, W, 
 (N, H, W, 3) of uint8 RGB and returns the same shape. Any size works: the generators need sides
 that are multiples of 4 (and at least 8), so inputs are reflect-padded at the bottom and right
 up to the next valid size and the output is cropped back (no resizing, so pixels stay aligned
-with the input). Greyscale (H, W) or (H, W, 1)
+with the input, unless the checkpoint records an ``input_scale``, see :meth:`Translator.__call__`).
+Greyscale (H, W) or (H, W, 1)
 images are replicated to three channels; RGBA drops alpha. ``backend`` picks the runtime
 (eager PyTorch by default; ONNX Runtime, TorchScript, torch.compile, channels-last, CUDA graphs:
 :mod:`sim2real_goggles.inference`).
@@ -69,6 +70,13 @@ def _padded(side: int) -> int:
     return max(MIN_SIDE, -(-side // SIZE_MULTIPLE) * SIZE_MULTIPLE)
 
 
+def _scaled(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` resized to ``size`` (width, height): area filter when it shrinks, bilinear when
+    it grows."""
+    shrink = size[0] * size[1] < image.shape[0] * image.shape[1]
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
 class Translator:
     """A generator ready for inference on uint8 images."""
 
@@ -80,6 +88,7 @@ class Translator:
         resize: bool = False,
         backend: str = "eager",
         threads: int | None = None,
+        input_scale: float | None = None,
     ):
         if checkpoint.arch not in GENERATOR_ARCHS:
             raise CheckpointError(
@@ -96,6 +105,9 @@ class Translator:
         self.metadata = checkpoint.metadata
         self.resize = resize
         self.image_size = int(self.metadata.get("image_size") or 0)
+        self.input_scale = float(self.metadata.get("input_scale", 1.0) if input_scale is None else input_scale)
+        if not 0.0 < self.input_scale <= 8.0:
+            raise ValueError(f"{checkpoint.path}: input_scale must be in (0, 8], got {self.input_scale}")
 
     @classmethod
     def load(
@@ -106,10 +118,20 @@ class Translator:
         resize: bool = False,
         backend: str = "eager",
         threads: int | None = None,
+        input_scale: float | None = None,
     ) -> Translator:
-        """``path``: a checkpoint file or ``pretrained:NAME``. ``resize``: see :meth:`__call__`.
+        """``path``: a checkpoint file or ``pretrained:NAME``. ``resize`` and ``input_scale``
+        (None: the checkpoint's ``input_scale`` metadata, else 1): see :meth:`__call__`.
         ``backend``: see :mod:`sim2real_goggles.inference` (all compute the same translation)."""
-        return cls(load_checkpoint(path), device=device, half=half, resize=resize, backend=backend, threads=threads)
+        return cls(
+            load_checkpoint(path),
+            device=device,
+            half=half,
+            resize=resize,
+            backend=backend,
+            threads=threads,
+            input_scale=input_scale,
+        )
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Translate uint8 (H, W, 3) or (N, H, W, 3) images (greyscale and RGBA are converted,
@@ -117,20 +139,23 @@ class Translator:
 
         Any size works: the input is reflection-padded to a multiple of 4 (at least 8) and the
         output cropped back. A generator sees pixels at the scale it was trained on, so with
-        ``resize=True`` the images are first scaled (area filter) so their shorter side is the
-        training ``image_size``, then the output is scaled back (bilinear) to the input size:
-        use it for camera images larger than the training images.
+        ``resize=True`` the images are first scaled so their shorter side is the training
+        ``image_size``, then the output is scaled back to the input size: use it for camera
+        images larger than the training images. ``input_scale`` s != 1 (a checkpoint records it
+        when its generator was measured to translate better on enlarged frames, e.g. the shipped
+        self-distilled goggles, s 1.5) scales the frame by s on top of that, so the generator
+        runs on s^2 times the pixels. Shrinking uses the area filter, enlarging is bilinear.
         """
         batch, single = as_rgb_batch(images)
         h, w = batch.shape[1:3]
-        if self.resize and self.image_size and min(h, w) != self.image_size:
-            scale = self.image_size / min(h, w)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            small = np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in batch])
-            out = self._translate(small)
-            result = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) for im in out])
-        else:
+        side = self.image_size if self.resize and self.image_size else min(h, w)
+        scale = side * self.input_scale / min(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if size == (w, h):
             result = self._translate(batch)
+        else:
+            out = self._translate(np.stack([_scaled(im, size) for im in batch]))
+            result = np.stack([_scaled(im, (w, h)) for im in out])
         return result[0] if single else result
 
     @torch.inference_mode()

@@ -260,3 +260,60 @@ def test_rounds_label_each_student_with_the_one_before(nets, tmp_path, monkeypat
     assert resumed["iterations"] == 4 and load_checkpoint(out).metadata["complete"]
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         config(nets, rounds=0)
+
+
+def test_input_scale_is_recorded_by_the_last_round_only_and_changes_no_weight(nets, tmp_path):
+    """input_scale is how the finished student translates, not how it trains: the weights equal
+    those of the same command without it, only the last round's checkpoint records it, and the
+    Translator then runs the generator on frames enlarged by it and shrinks the result back."""
+    import cv2
+
+    cfg = config(nets, iterations=3, rounds=2, teacher_tta=False)
+    distill.train_rounds(cfg, tmp_path / "a.pt", progress=False)
+    distill.train_rounds(replace(cfg, input_scale=1.5), tmp_path / "b.pt", progress=False)
+    assert load_checkpoint(tmp_path / "b.round1.pt").metadata["input_scale"] == 1.0
+    assert load_checkpoint(tmp_path / "b.pt").metadata["input_scale"] == 1.5
+    plain, scaled = Translator.load(tmp_path / "a.pt", device="cpu"), Translator.load(tmp_path / "b.pt", device="cpu")
+    assert plain.input_scale == 1.0 and scaled.input_scale == 1.5
+    img = np.random.default_rng(3).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    same_weights = Translator.load(tmp_path / "b.pt", device="cpu", input_scale=1.0)
+    assert np.array_equal(same_weights(img), plain(img))
+    expected = [
+        cv2.resize(
+            plain(cv2.resize(im, (48, 48), interpolation=cv2.INTER_LINEAR)), (32, 32), interpolation=cv2.INTER_AREA
+        )
+        for im in img
+    ]
+    assert np.array_equal(scaled(img), np.stack(expected))
+    assert not np.array_equal(scaled(img), plain(img))
+    with pytest.raises(ValueError, match="input_scale must be in"):
+        config(nets, input_scale=0.5)
+
+
+def test_a_teacher_labels_as_it_translates_at_its_input_scale(nets, tmp_path):
+    """A teacher whose checkpoint records input_scale labels through ScaledGenerator, which
+    translates as the Translator does at that scale (up to the Translator's uint8 rounding of
+    the enlarged frame)."""
+    teacher, segmenter = nets
+    ck = load_checkpoint(teacher)
+    scaled = save_checkpoint(tmp_path / "t.pt", ck.build(), ck.arch, ck.arch_kwargs, ck.metadata | {"input_scale": 1.5})
+    img = np.random.default_rng(8).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+    x = torch.from_numpy(img).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        module = distill.ScaledGenerator(ck.build(), 1.5)(x)
+    as_uint8 = module.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    diff = np.abs(as_uint8.astype(int) - Translator.load(scaled, device="cpu")(img).astype(int))
+    assert diff.max() <= 3 and diff.mean() < 0.5
+    assert np.abs(as_uint8.astype(int) - Translator.load(teacher, device="cpu")(img).astype(int)).mean() > 2
+
+    trainer = DistillTrainer(config(nets, teacher=str(scaled), teacher_tta=False), tmp_path / "s.pt")
+    seg = load_checkpoint(segmenter).build()
+    expected, _ = label_with_teacher(distill.ScaledGenerator(ck.build(), 1.5), seg, trainer.x[:4])
+    assert torch.allclose(trainer.target[:4], expected, atol=1e-5)
+    plain = DistillTrainer(config(nets, teacher_tta=False), tmp_path / "p.pt")
+    assert not torch.allclose(plain.target[:4], trainer.target[:4], atol=1e-3)
+    shrinking = save_checkpoint(
+        tmp_path / "u.pt", ck.build(), ck.arch, ck.arch_kwargs, ck.metadata | {"input_scale": 0.5}
+    )
+    with pytest.raises(ValueError, match="must not shrink"):
+        DistillTrainer(config(nets, teacher=str(shrinking)), tmp_path / "v.pt")

@@ -135,6 +135,12 @@ def test_shipped_self_distilled_goggles_score_what_their_manifest_records(look, 
     for key in ("sem_miou", "sem_miou_no_goggles", "shift_err", "psnr"):
         assert report[key] == pytest.approx(recorded[key], abs=2e-3), key
     assert report["rooms"] == recorded["rooms"] == 32
+    assert (
+        report["input_scale"]
+        == recorded["input_scale"]
+        == entries[f"vr_goggles_selfdistill{sfx}"]["input_scale"]
+        == 1.5
+    )
     assert report["sem_miou_ci95"] == pytest.approx(recorded["sem_miou_ci95"], abs=2e-3)
     assert report["sem_miou"] > entries[f"vr_goggles_fast{sfx}"]["evaluation"]["sem_miou"] + 0.02
 

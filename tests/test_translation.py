@@ -120,3 +120,26 @@ def test_resize_translates_at_the_training_size(tmp_path):
     expected = cv2.resize(plain(small), (128, 96), interpolation=cv2.INTER_LINEAR)
     assert np.array_equal(out, expected)
     assert not np.array_equal(out, plain(img))
+
+
+def test_input_scale_enlarges_the_frame_on_top_of_resize(tmp_path):
+    """A checkpoint's input_scale s runs the generator at s times the size it would use otherwise
+    (the training size with resize=True), bilinear up, area down; an argument overrides it."""
+    import cv2
+
+    torch.manual_seed(0)
+    arch = {"ngf": 4, "n_blocks": 1}
+    path = save_checkpoint(
+        tmp_path / "g.pt", CompactGenerator(ngf=4, n_blocks=1), "compact", arch, {"image_size": 32, "input_scale": 2.0}
+    )
+    plain = Translator.load(path, device="cpu", input_scale=1.0)
+    img = np.random.default_rng(6).integers(0, 256, size=(96, 128, 3), dtype=np.uint8)
+    work = cv2.resize(img, (85, 64), interpolation=cv2.INTER_AREA)  # shorter side 2 x 32
+    expected = cv2.resize(plain(work), (128, 96), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(Translator.load(path, device="cpu", resize=True)(img), expected)
+    small = img[:30, :40]
+    big = cv2.resize(small, (80, 60), interpolation=cv2.INTER_LINEAR)
+    expected = cv2.resize(plain(big), (40, 30), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(Translator.load(path, device="cpu")(small), expected)
+    with pytest.raises(ValueError, match="input_scale must be in"):
+        Translator.load(path, device="cpu", input_scale=-1.0)

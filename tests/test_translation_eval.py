@@ -102,7 +102,7 @@ def test_eval_translator_command_reports_every_metric(tmp_path, capsys):
         "n",
     ):
         assert key in report
-    assert report["n"] == 12 and report["image_size"] == 32
+    assert report["n"] == 12 and report["image_size"] == 32 and report["input_scale"] == 1.0
     low, high = report["sem_miou_ci95"]
     assert report["rooms"] >= 1 and 0.0 <= low <= high <= 1.0
     assert 0.0 <= report["sem_miou"] <= 1.0 and report["psnr"] > 0 and -1 <= report["ssim"] <= 1

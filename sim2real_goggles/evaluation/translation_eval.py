@@ -17,6 +17,9 @@ R, in ``sim``, and in ``sim`` seen through R's camera model (same lens, so pixel
   and of true sim frames (FID-like; Inception weights cannot be downloaded here).
 * ``shift_err``: mean |G(shift(x)) - shift(G(x))| on the overlap, in grey levels (0-255), for
   random integer shifts of up to 1/8 of the image.
+
+G runs as the :class:`~sim2real_goggles.translation.Translator` runs it, at the
+``input_scale`` its checkpoint records (reported; 1 for most translators).
 """
 
 from __future__ import annotations
@@ -165,6 +168,7 @@ def evaluate_translator(
         "sim": load_profile(sim).name,
         "n": int(len(translated)),
         "image_size": size,
+        "input_scale": translator.input_scale,
         "rooms": int(len(np.unique(data["room"]))),
         "sem_miou": round(sem, 4),
         "sem_miou_ci95": [round(ci_low, 4), round(ci_high, 4)],

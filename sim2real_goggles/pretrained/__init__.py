@@ -114,6 +114,9 @@ def register(
         "bytes": target.stat().st_size,
         "sha256": sha256(target),
     }
+    if meta.get("input_scale", 1.0) != 1.0:  # a translator that runs on frames enlarged by this
+        items = list(entry.items())
+        entry = dict(items[:6] + [("input_scale", meta["input_scale"])] + items[6:])
     refiner = str((meta.get("domains") or {}).get("refiner") or "")
     if refiner and not is_pretrained(refiner):
         # a policy trained through a refiner that is not shipped: what the refiner was, so the

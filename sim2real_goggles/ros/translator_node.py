@@ -89,7 +89,7 @@ class TranslatorNode(ImageNode):
         self.start(hardware_id=str(self.translator.device))
         self.get_logger().info(
             f"translating image -> image_translated with {self.checkpoint} on {self.translator.device}"
-            f"{' (fp16)' if self.translator.half else ''}, backend {backend}, resize={resize}, image backend {self.converter.backend}"
+            f"{' (fp16)' if self.translator.half else ''}, backend {backend}, resize={resize}, input scale {self.translator.input_scale:g}, image backend {self.converter.backend}"
         )
 
     def process(self, frame: Frame) -> None:

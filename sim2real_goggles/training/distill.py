@@ -24,6 +24,7 @@ like-coloured side of the frame's nearest edge.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from sim2real_goggles.training.base import (
     to_uint8,
 )
 from sim2real_goggles.training.translator import semantic_loss
-from sim2real_goggles.translation import GENERATOR_ARCHS
+from sim2real_goggles.translation import GENERATOR_ARCHS, _padded
 
 
 @dataclass
@@ -101,6 +102,13 @@ class DistillConfig(AdversarialConfig):
     barely linked, so labels stop at the frame's edges."""
     crf_weight: float = 3.0
     """Weight of the CRF's pairwise term against the teacher's log-probabilities."""
+    input_scale: float = 1.0
+    """Scale at which the finished student translates: recorded in its checkpoint, and
+    :class:`~sim2real_goggles.translation.Translator` enlarges each frame by it (bilinear) before
+    the generator and shrinks the output back (area). The student itself still learns on frames
+    at ``image_size``, so its weights do not depend on it. With :attr:`rounds` > 1 only the last
+    round's student records it. (A teacher labels as it translates: at the ``input_scale`` its
+    own checkpoint records, see :class:`ScaledGenerator`.)"""
     rounds: int = 1
     """Self-distillation rounds (:func:`train_rounds`): round 1 learns from :attr:`teacher`,
     each later round from the student of the round before; every round but the last is written
@@ -125,6 +133,8 @@ class DistillConfig(AdversarialConfig):
             )
         if self.rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if not 1.0 <= self.input_scale <= 8.0:
+            raise ValueError(f"input_scale must be in [1, 8], got {self.input_scale}")
 
 
 @torch.no_grad()
@@ -164,6 +174,41 @@ def label_with_teacher(
                 count[dst] += 1
     assert p_sum is not None
     return t_sum / count, p_sum / count
+
+
+def area_matrix(out: int, size: int) -> torch.Tensor:
+    """(out, size) weights that shrink a signal of ``size`` samples to ``out`` by averaging the
+    area each output pixel covers, fractions of pixels included (OpenCV's INTER_AREA)."""
+    step = size / out
+    m = torch.zeros(out, size)
+    for i in range(out):
+        start, end = i * step, (i + 1) * step
+        for j in range(int(start), min(size, math.ceil(end - 1e-9))):
+            m[i, j] = min(end, j + 1) - max(start, j)
+    return m / step
+
+
+class ScaledGenerator(nn.Module):
+    """``generator`` run as :class:`~sim2real_goggles.translation.Translator` runs it with
+    ``input_scale`` s > 1, on (N, 3, H, W) float tensors: the input enlarged by s (bilinear),
+    reflection-padded to the generator's size multiple, the output cropped and shrunk back to
+    H x W (area filter). It differs from the Translator only by the Translator's rounding of the
+    enlarged frame to uint8."""
+
+    def __init__(self, generator: nn.Module, scale: float):
+        super().__init__()
+        if scale <= 1.0:
+            raise ValueError(f"ScaledGenerator enlarges: scale must be > 1, got {scale}")
+        self.generator, self.scale = generator, float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        size = (round(h * self.scale), round(w * self.scale))
+        big = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        pad_h, pad_w = _padded(size[0]) - size[0], _padded(size[1]) - size[1]
+        y = self.generator(F.pad(big, (0, pad_w, 0, pad_h), mode="reflect"))[..., : size[0], : size[1]]
+        rows, cols = area_matrix(h, size[0]).to(y), area_matrix(w, size[1]).to(y)
+        return torch.einsum("hH,ncHW,wW->nchw", rows, y, cols)
 
 
 @torch.no_grad()
@@ -267,6 +312,11 @@ class DistillTrainer(AdversarialTrainer):
         self.segmenter = frozen_network(cfg.segmenter, self.device)
         self.x, _ = self.load_domain(cfg.real)
         teacher = teacher_ckpt.build(self.device).eval()  # used under no_grad only
+        teacher_scale = float(self.teacher_metadata.get("input_scale", 1.0))
+        if teacher_scale < 1.0:
+            raise ValueError(f"{cfg.teacher}: records input_scale {teacher_scale}; a teacher must not shrink frames")
+        if teacher_scale > 1.0:  # label with the teacher as it translates
+            teacher = ScaledGenerator(teacher, teacher_scale)
         targets, labels = [], []
         for i in range(0, len(self.x), cfg.teacher_batch):
             x = self.x[i : i + cfg.teacher_batch].to(self.device)
@@ -316,6 +366,7 @@ class DistillTrainer(AdversarialTrainer):
             "teacher": {"checkpoint": cfg.teacher, "method": self.teacher_metadata.get("method")},
             "domains": self.teacher_metadata.get("domains", {"real": cfg.real}),
             "image_size": cfg.image_size,
+            "input_scale": cfg.input_scale,
             "label_fraction": round(self.label_fraction, 4),
             "round": self.round_index,
             "config": asdict(cfg),
@@ -353,7 +404,8 @@ def train_rounds(
         if finished.get("complete"):
             result = {"checkpoint": str(path), "iterations": finished["iterations"], "minutes": 0.0}
         else:
-            trainer = DistillTrainer(replace(cfg, teacher=teacher), path, device, round_index=index)
+            scale = cfg.input_scale if index == len(paths) else 1.0  # earlier rounds teach at image_size
+            trainer = DistillTrainer(replace(cfg, teacher=teacher, input_scale=scale), path, device, round_index=index)
             if resume and path.exists():
                 trainer.restore(path)
             result = trainer.train(progress=progress)
@@ -364,6 +416,7 @@ def train_rounds(
 __all__ = [
     "DistillConfig",
     "DistillTrainer",
+    "ScaledGenerator",
     "label_with_teacher",
     "noisy_student_batch",
     "round_paths",
