@@ -551,6 +551,12 @@ def _parser() -> argparse.ArgumentParser:
         "measured here)",
     )
     p.add_argument(
+        "--input-scale",
+        type=float,
+        default=None,
+        help="run the translator on frames enlarged by this (default: the scale its checkpoint records, else 1)",
+    )
+    p.add_argument(
         "--grid", type=Path, default=None, help="where to write the image grid (default: next to the checkpoint)"
     )
     p.add_argument("--json", action="store_true", help="print JSON only")
@@ -1058,16 +1064,25 @@ def _eval_translator(args: argparse.Namespace) -> int:
         grid = Path(args.translator).with_suffix(f".{real_name}.grid.png")
     refiner = load_checkpoint(args.translator).metadata.get("direction") == "sim->real"
     if refiner:
-        if args.backend != "eager":
+        if args.backend != "eager" or args.input_scale is not None:
             raise SystemExit(
-                f"goggles eval-translator: --backend applies to real->sim translators, not {args.translator}"
+                f"goggles eval-translator: --backend and --input-scale apply to real->sim translators, not {args.translator}"
             )
         report = evaluate_refiner(
             args.translator, args.segmenter, args.real, args.sim, args.n, args.seed, args.size, grid
         )
     else:
         report = evaluate_translator(
-            args.translator, args.segmenter, args.real, args.sim, args.n, args.seed, args.size, grid, args.backend
+            args.translator,
+            args.segmenter,
+            args.real,
+            args.sim,
+            args.n,
+            args.seed,
+            args.size,
+            grid,
+            args.backend,
+            input_scale=args.input_scale,
         )
     report["grid"] = str(grid)
     if args.json:

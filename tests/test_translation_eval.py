@@ -109,6 +109,14 @@ def test_eval_translator_command_reports_every_metric(tmp_path, capsys):
     assert report["fd_seg"] >= 0 and report["shift_err"] > 0  # an untrained conv net is not shift-equivariant
     assert (tmp_path / "g.real_lab.grid.png").is_file()
 
+    # --input-scale runs the same generator on enlarged frames: another translation, reported
+    assert (
+        main(["eval-translator", str(gen), "--segmenter", str(seg), "--n", "12", "--input-scale", "1.5", "--json"]) == 0
+    )
+    scaled = json.loads(capsys.readouterr().out)
+    assert scaled["input_scale"] == 1.5 and scaled["n"] == 12
+    assert scaled["psnr"] != report["psnr"] and scaled["sem_miou_sim"] == report["sem_miou_sim"]
+
 
 def test_perfect_translation_score_comes_from_the_sim_look_through_the_real_camera(tmp_path, capsys):
     """sem_miou_ref is the shipped sim segmenter on the sim look rendered through the real lens,

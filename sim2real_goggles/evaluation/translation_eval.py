@@ -118,8 +118,9 @@ def _setup(
     seed: int,
     image_size: int | None,
     backend: str = "eager",
+    input_scale: float | None = None,
 ) -> tuple[Translator, torch.nn.Module, int, dict[str, np.ndarray]]:
-    translator = Translator.load(translator_path, device="cpu", backend=backend)
+    translator = Translator.load(translator_path, device="cpu", backend=backend, input_scale=input_scale)
     segmenter = load_checkpoint(segmenter_path).build("cpu")
     size = image_size or int(translator.metadata.get("image_size", 64))
     return translator, segmenter, size, paired_frames(real, sim, n, seed, size)
@@ -145,11 +146,14 @@ def evaluate_translator(
     image_size: int | None = None,
     grid_path: str | Path | None = None,
     backend: str = "eager",
+    input_scale: float | None = None,
 ) -> dict[str, Any]:
     """Quality of a real -> sim translator on ``n`` paired frames of held-apart rooms, run with
     inference ``backend`` (:mod:`sim2real_goggles.inference`), so a fast runtime's quality is
-    measured, not assumed."""
-    translator, segmenter, size, data = _setup(translator_path, segmenter_path, real, sim, n, seed, image_size, backend)
+    measured, not assumed, and at ``input_scale`` (None: the checkpoint's)."""
+    translator, segmenter, size, data = _setup(
+        translator_path, segmenter_path, real, sim, n, seed, image_size, backend, input_scale
+    )
     translated = _translate_all(translator, data["real"])
     sem, per_class, f_trans, frame_cm = _scores(segmenter, translated, data["mask_real"])
     sem_none, per_class_none, _, _ = _scores(segmenter, data["real"], data["mask_real"], features=False)
