@@ -106,6 +106,8 @@ def register(
         "direction": meta.get("direction"),
         "domains": meta.get("domains"),
         "image_size": meta.get("image_size"),
+        # a translator that runs on frames enlarged by this (recorded only when it is not 1)
+        **({"input_scale": meta["input_scale"]} if meta.get("input_scale", 1.0) != 1.0 else {}),
         "iterations": meta.get("iterations"),
         "seed": config.get("seed"),
         "train_minutes": _train_minutes(meta, train_minutes, source),
@@ -114,9 +116,6 @@ def register(
         "bytes": target.stat().st_size,
         "sha256": sha256(target),
     }
-    if meta.get("input_scale", 1.0) != 1.0:  # a translator that runs on frames enlarged by this
-        items = list(entry.items())
-        entry = dict(items[:6] + [("input_scale", meta["input_scale"])] + items[6:])
     refiner = str((meta.get("domains") or {}).get("refiner") or "")
     if refiner and not is_pretrained(refiner):
         # a policy trained through a refiner that is not shipped: what the refiner was, so the
