@@ -41,6 +41,10 @@ def test_register_strips_training_state_and_lookup_finds_it(tmp_path, monkeypatc
         CheckpointError, match=r"unknown pretrained checkpoint 'pretrained:nope' \(known: pretrained:tiny\)"
     ):
         load_checkpoint("pretrained:nope")
+    assert "input_scale" not in entry  # recorded only for translators that do not run at 1x
+    scaled = save_checkpoint(tmp_path / "s.pt", gen, "compact", {"ngf": 4, "n_blocks": 1}, {"input_scale": 1.5})
+    assert pretrained.register("scaled", scaled, "a test", "goggles ...")["input_scale"] == 1.5
+    assert Translator.load("pretrained:scaled", device="cpu").input_scale == 1.5
 
 
 def test_register_ships_half_weights_and_records_an_unshipped_refiner(tmp_path, monkeypatch):
