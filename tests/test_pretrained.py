@@ -121,32 +121,41 @@ def test_shipped_checkpoints_are_present_intact_and_documented():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("look", ["real_lab", "real_office"])
-def test_shipped_self_distilled_goggles_score_what_their_manifest_records(look, capsys, tmp_path):
-    """The best shipped goggles, run by the README's command on the issue's 500 frames, give the
-    figures their manifest entry records (the half-precision file's), above the fast student of
-    the same look on the same rooms."""
+@pytest.mark.parametrize(("stem", "scale"), [("vr_goggles_selfdistill", 1.5), ("vr_goggles_selfdistill_fast", 1.0)])
+def test_shipped_self_distilled_goggles_score_what_their_manifest_records(look, stem, scale, capsys, tmp_path):
+    """The best shipped goggles and their fast students, run by the README's command on the
+    issue's 500 frames, give the figures their manifest entry records (the half-precision
+    file's), above the first fast student of the same look (the same network as the new fast
+    ones) on the same rooms."""
     import json
 
     from sim2real_goggles.cli import main
 
     sfx = "" if look == "real_lab" else f"_{look}"
     entries = pretrained.load_manifest()
-    recorded = entries[f"vr_goggles_selfdistill{sfx}"]["evaluation"]
+    entry = entries[f"{stem}{sfx}"]
+    recorded = entry["evaluation"]
     assert recorded["real"] == look and recorded["n"] == 500
-    args = ["eval-translator", f"pretrained:vr_goggles_selfdistill{sfx}", "--real", look, "--sim", "sim"]
+    args = ["eval-translator", f"pretrained:{stem}{sfx}", "--real", look, "--sim", "sim"]
     assert main([*args, "--n", "500", "--grid", str(tmp_path / "grid.png"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     for key in ("sem_miou", "sem_miou_no_goggles", "shift_err", "psnr"):
         assert report[key] == pytest.approx(recorded[key], abs=2e-3), key
     assert report["rooms"] == recorded["rooms"] == 32
-    assert (
-        report["input_scale"]
-        == recorded["input_scale"]
-        == entries[f"vr_goggles_selfdistill{sfx}"]["input_scale"]
-        == 1.5
-    )
+    assert report["input_scale"] == recorded["input_scale"] == entry.get("input_scale", 1.0) == scale
     assert report["sem_miou_ci95"] == pytest.approx(recorded["sem_miou_ci95"], abs=2e-3)
     assert report["sem_miou"] > entries[f"vr_goggles_fast{sfx}"]["evaluation"]["sem_miou"] + 0.02
+
+
+@pytest.mark.parametrize("sfx", ["", "_real_office"])
+def test_fast_self_distilled_students_run_the_first_fast_students_network(sfx):
+    """A CPU robot swapping ``vr_goggles_fast`` for ``vr_goggles_selfdistill_fast`` keeps its
+    cost: the same network, translating at the frame's own size."""
+    new = load_checkpoint(f"pretrained:vr_goggles_selfdistill_fast{sfx}")
+    old = load_checkpoint(f"pretrained:vr_goggles_fast{sfx}")
+    assert (new.arch, new.arch_kwargs) == (old.arch, old.arch_kwargs)
+    assert new.metadata.get("input_scale", 1.0) == 1.0
+    assert new.metadata["domains"] == old.metadata["domains"]
 
 
 def test_transfer_table_rows_find_the_translators_their_readme_figures_measured():
