@@ -263,8 +263,8 @@ def _parser() -> argparse.ArgumentParser:
               goggles transfer-table --looks my_camera.yaml --translator vr_goggles:my_camera=runs/vr.pt
 
             Rows: sim_on_sim (upper bound), no_goggles, cyclegan, vr_goggles, vr_goggles_distilled
-            (the look's first shipped distill student, vr_goggles_fast[_real_office]; others
-            with --translator), cyclegan_masked (the mask-aware CycleGAN
+            (the compact students vr_goggles_fast[_real_office]; other distill
+            students with --translator), cyclegan_masked (the mask-aware CycleGAN
             goggles), domain_randomization, simgan and pixelda (the
             shipped baseline policies, or --policy-dr / --policy-simgan / --policy-pixelda);
             columns: the looks. --reuse OLD/transfer.json takes cells already measured with the same

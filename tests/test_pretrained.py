@@ -166,3 +166,24 @@ def test_transfer_table_rows_find_the_translators_their_readme_figures_measured(
     assert shipped_translator("vr_goggles_distilled", "real_lab") == "pretrained:vr_goggles_fast"
     assert shipped_translator("vr_goggles_distilled", "real_office") == "pretrained:vr_goggles_fast_real_office"
     assert shipped_translator("vr_goggles", "real_office") == "pretrained:vr_goggles_real_office"
+
+
+def test_transfer_table_rows_take_their_named_translator_whatever_the_manifest_order(monkeypatch):
+    """A manifest rewritten with the self-distilled students first (as `goggles pretrained add`
+    of a new student may leave it) must not move the distilled row off the students it names;
+    a row without a named translator takes the method's only file for the look."""
+    import sim2real_goggles.pretrained as pretrained
+    from sim2real_goggles.evaluation.transfer import shipped_translator
+
+    manifest = pretrained.load_manifest()
+    first = [n for n in manifest if n.startswith("vr_goggles_selfdistill")]
+    reordered = {n: manifest[n] for n in first} | {n: e for n, e in manifest.items() if n not in first}
+    assert next(iter(reordered)) != "vr_goggles_fast"
+    monkeypatch.setattr(pretrained, "load_manifest", lambda path=None: reordered)
+    assert shipped_translator("vr_goggles_distilled", "real_lab") == "pretrained:vr_goggles_fast"
+    assert shipped_translator("vr_goggles_distilled", "real_office") == "pretrained:vr_goggles_fast_real_office"
+    assert shipped_translator("cyclegan", "real_office") == "pretrained:cyclegan_real_office"
+    # the named student not shipped for a look: the method's first file for that look
+    del reordered["vr_goggles_fast_real_office"]
+    assert shipped_translator("vr_goggles_distilled", "real_office") == "pretrained:vr_goggles_selfdistill_real_office"
+    assert shipped_translator("vr_goggles_distilled", "real_unknown") is None

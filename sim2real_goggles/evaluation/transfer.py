@@ -56,6 +56,9 @@ METHODS = (
 TRANSLATOR_METHODS = ("cyclegan", "vr_goggles", "vr_goggles_distilled", "cyclegan_masked")
 MANIFEST_METHOD = {"vr_goggles_distilled": "distill"}
 """Rows whose translators the manifest lists under another method name."""
+ROW_TRANSLATOR = {"vr_goggles_distilled": "vr_goggles_fast"}
+"""Rows whose manifest method has several shipped translators per look: the name of the one the
+row's committed figures were measured with, on real_lab (another look's file adds ``_LOOK``)."""
 REFINED_POLICY_METHODS = ("simgan", "pixelda")
 """Rows of policies trained through a sim->real refiner of that manifest method."""
 
@@ -72,13 +75,24 @@ class Cell:
 
 def shipped_translator(method: str, look: str) -> str | None:
     """``pretrained:NAME`` of a shipped real→sim translator of ``method`` (a row name) trained
-    on ``look``."""
+    on ``look``: the one :data:`ROW_TRANSLATOR` names for the row when it is shipped for the look,
+    else the manifest's first entry of the row's method and look."""
     from sim2real_goggles.pretrained import load_manifest
 
     wanted = MANIFEST_METHOD.get(method, method)
-    for name, entry in load_manifest().items():
+    manifest = load_manifest()
+
+    def fits(entry: dict[str, Any]) -> bool:
         domains = entry.get("domains") or {}
-        if entry.get("method") == wanted and entry.get("direction") == "real->sim" and domains.get("real") == look:
+        return entry.get("method") == wanted and entry.get("direction") == "real->sim" and domains.get("real") == look
+
+    if method in ROW_TRANSLATOR:  # by name, whatever the manifest's order
+        stem = ROW_TRANSLATOR[method]
+        name = stem if look == "real_lab" else f"{stem}_{look}"
+        if name in manifest and fits(manifest[name]):
+            return f"pretrained:{name}"
+    for name, entry in manifest.items():  # the first of the method for the look
+        if fits(entry):
             return f"pretrained:{name}"
     return None
 
