@@ -169,8 +169,8 @@ def test_transfer_table_rows_find_the_translators_their_readme_figures_measured(
 
 
 def test_transfer_table_rows_take_their_named_translator_whatever_the_manifest_order(monkeypatch):
-    """A manifest rewritten with the self-distilled students first (as `goggles pretrained add`
-    of a new student may leave it) must not move the distilled row off the students it names;
+    """A manifest with the self-distilled students first (as a hand edit, or the fast students
+    removed and added again, would leave it) must not move the distilled row off the students it names;
     a row without a named translator takes the method's only file for the look."""
     import sim2real_goggles.pretrained as pretrained
     from sim2real_goggles.evaluation.transfer import shipped_translator
