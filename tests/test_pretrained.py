@@ -172,7 +172,6 @@ def test_transfer_table_rows_take_their_named_translator_whatever_the_manifest_o
     """A manifest with the self-distilled students first (as a hand edit, or the fast students
     removed and added again, would leave it) must not move the distilled row off the students it names;
     a row without a named translator takes the method's only file for the look."""
-    import sim2real_goggles.pretrained as pretrained
     from sim2real_goggles.evaluation.transfer import shipped_translator
 
     manifest = pretrained.load_manifest()
