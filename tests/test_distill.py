@@ -290,6 +290,33 @@ def test_input_scale_is_recorded_by_the_last_round_only_and_changes_no_weight(ne
         config(nets, input_scale=0.5)
 
 
+def test_train_at_scale_trains_the_student_as_the_translator_runs_it(nets, tmp_path):
+    """With train_at_scale the student's training frames are enlarged by input_scale (as the
+    Translator enlarges them), which gives other weights than learning at image_size; the
+    checkpoint records the choice, and without input_scale > 1 it changes nothing."""
+    cfg = config(nets, iterations=3, teacher_tta=False, input_scale=1.5)
+    sizes = []
+
+    def train_sizes(trainer):
+        hook = trainer.student.register_forward_pre_hook(
+            lambda m, args: sizes.append(tuple(args[0].shape[-2:])) if m.training else None
+        )
+        trainer.train(progress=False)
+        hook.remove()
+        return [p.detach().clone() for p in trainer.student.parameters()]
+
+    plain = train_sizes(DistillTrainer(cfg, tmp_path / "a.pt"))
+    assert set(sizes) == {(32, 32)}
+    sizes.clear()
+    scaled = train_sizes(DistillTrainer(replace(cfg, train_at_scale=True), tmp_path / "b.pt"))
+    assert set(sizes) == {(48, 48)}
+    assert any(not torch.equal(a, b) for a, b in zip(plain, scaled))
+    assert load_checkpoint(tmp_path / "b.pt").metadata["config"]["train_at_scale"] is True
+    sizes.clear()
+    train_sizes(DistillTrainer(replace(cfg, train_at_scale=True, input_scale=1.0), tmp_path / "c.pt"))
+    assert set(sizes) == {(32, 32)}
+
+
 def test_a_teacher_labels_as_it_translates_at_its_input_scale(nets, tmp_path):
     """A teacher whose checkpoint records input_scale labels through ScaledGenerator, which
     translates as the Translator does at that scale (up to the Translator's uint8 rounding of

@@ -105,10 +105,16 @@ class DistillConfig(AdversarialConfig):
     input_scale: float = 1.0
     """Scale at which the finished student translates: recorded in its checkpoint, and
     :class:`~sim2real_goggles.translation.Translator` enlarges each frame by it (bilinear) before
-    the generator and shrinks the output back (area). The student itself still learns on frames
-    at ``image_size``, so its weights do not depend on it. With :attr:`rounds` > 1 only the last
-    round's student records it. (A teacher labels as it translates: at the ``input_scale`` its
-    own checkpoint records, see :class:`ScaledGenerator`.)"""
+    the generator and shrinks the output back (area). Unless :attr:`train_at_scale`, the student
+    itself still learns on frames at ``image_size``, so its weights do not depend on it. With
+    :attr:`rounds` > 1 only the last round's student records it. (A teacher labels as it
+    translates: at the ``input_scale`` its own checkpoint records, see :class:`ScaledGenerator`.)"""
+    train_at_scale: bool = False
+    """true: the student also learns as it will translate, through :class:`ScaledGenerator` at
+    :attr:`input_scale` (each training frame enlarged, the output shrunk back to ``image_size``
+    before the losses), so batch norm and filters see objects at the size they will have at
+    inference; about input_scale^2 times the training compute. false (and input_scale 1): it
+    learns at ``image_size``."""
     rounds: int = 1
     """Self-distillation rounds (:func:`train_rounds`): round 1 learns from :attr:`teacher`,
     each later round from the student of the round before; every round but the last is written
@@ -307,6 +313,10 @@ class DistillTrainer(AdversarialTrainer):
         self.arch_kwargs = {"ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "norm": cfg.norm}
         self.student = build_model(cfg.arch, **self.arch_kwargs).to(self.device)
         self.sync_initial_weights([self.student])
+        # what the losses see: the student as it will translate (train_at_scale) or at image_size
+        self.trained_as: nn.Module = self.student
+        if cfg.train_at_scale and cfg.input_scale > 1.0:
+            self.trained_as = ScaledGenerator(self.student, cfg.input_scale)
         self.opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg.iterations, cfg.decay_start))
         self.segmenter = frozen_network(cfg.segmenter, self.device)
@@ -339,7 +349,7 @@ class DistillTrainer(AdversarialTrainer):
             x, t, y = noisy_student_batch(x, t, y, self.gen, cfg.student_noise, cfg.student_photometric)
         self.student.train()
         with self.autocast():
-            s = self.student(x)
+            s = self.trained_as(x)
             if cfg.threshold_image and cfg.label_threshold > 0:
                 l1 = masked_l1(s, t, y != IGNORE_ID, inside=1.0, outside=0.0)
             else:
