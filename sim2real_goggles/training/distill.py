@@ -114,7 +114,8 @@ class DistillConfig(AdversarialConfig):
     :attr:`input_scale` (each training frame enlarged, the output shrunk back to ``image_size``
     before the losses), so batch norm and filters see objects at the size they will have at
     inference; the generator's work per step grows by input_scale^2 (at 1.5 a step took 1.7x as
-    long, one CPU thread). false (and input_scale 1): it learns at ``image_size``."""
+    long, one CPU thread). false (and input_scale 1): it learns at ``image_size``. With
+    :attr:`rounds` > 1 only the last round, the one that records input_scale, learns at it."""
     rounds: int = 1
     """Self-distillation rounds (:func:`train_rounds`): round 1 learns from :attr:`teacher`,
     each later round from the student of the round before; every round but the last is written
