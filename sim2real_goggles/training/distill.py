@@ -385,10 +385,11 @@ class DistillTrainer(AdversarialTrainer):
 
     @torch.no_grad()
     def sample_grid(self, n: int) -> np.ndarray:
-        """Rows of real | teacher | student as one uint8 image."""
+        """Rows of real | teacher | student (as it learns: at input_scale with train_at_scale) as
+        one uint8 image."""
         self.student.eval()
         x = self.x[:n].to(self.device)
-        rows = to_uint8(torch.cat([x, self.target[:n].to(self.device), self.student(x)], dim=3))
+        rows = to_uint8(torch.cat([x, self.target[:n].to(self.device), self.trained_as(x)], dim=3))
         self.student.train()
         return np.concatenate(list(rows), axis=0)
 
