@@ -19,7 +19,9 @@ gives another round of self-distillation (README, "The goggles, measured"), and 
 runs several in one command (:func:`train_rounds`). With
 ``label_crf`` the class probabilities pass through a dense CRF over the real frame
 (:func:`crf_refine`) before they become labels, so uncertain pixels take the class of the
-like-coloured side of the frame's nearest edge.
+like-coloured side of the frame's nearest edge. With ``lambda_layout_adv`` a discriminator on
+the segmenter's class maps adds output-space adaptation (Tsai et al. CVPR 2018): the student's
+maps must look like those of sim frames, which are then rendered too.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from torch import nn
 
 from sim2real_goggles.appearance.profile import IGNORE_ID
 from sim2real_goggles.models.checkpoint import load_checkpoint
-from sim2real_goggles.models.networks import build_model
+from sim2real_goggles.models.networks import PatchGANDiscriminator, build_model
 from sim2real_goggles.training.adapt import masked_l1
 from sim2real_goggles.training.augment import _rand
 from sim2real_goggles.training.base import (
@@ -46,7 +48,7 @@ from sim2real_goggles.training.base import (
     lr_lambda,
     to_uint8,
 )
-from sim2real_goggles.training.translator import semantic_loss
+from sim2real_goggles.training.translator import layout_maps, lsgan_loss, semantic_loss
 from sim2real_goggles.translation import GENERATOR_ARCHS, _padded
 
 
@@ -116,6 +118,16 @@ class DistillConfig(AdversarialConfig):
     inference; the generator's work per step grows by input_scale^2 (at 1.5 a step took 1.7x as
     long, one CPU thread). false (and input_scale 1): it learns at ``image_size``. With
     :attr:`rounds` > 1 only the last round, the one that records input_scale, learns at it."""
+    lambda_layout_adv: float = 0.0
+    """Weight of an adversary on the segmenter's class maps (0 = off; output-space adaptation,
+    Tsai et al. CVPR 2018, as ``lambda_semantic_adv`` in the VR-Goggles recipe): a PatchGAN
+    (``layout_layers`` stride-2 stages, ``ndf`` filters) tells the frozen segmenter's one-hot maps
+    of sim frames (``sim``, as many as ``frames``) from those of the student's translations, and
+    the student learns to fool it (LSGAN), so class shapes the simulator never shows (a chair
+    with no gap between its legs, a blob of floor on a wall) cost it even where the teacher's
+    labels have them."""
+    layout_layers: int = 2
+    """Stride-2 stages of that discriminator (2: 34x34 patches)."""
     rounds: int = 1
     """Self-distillation rounds (:func:`train_rounds`): round 1 learns from :attr:`teacher`,
     each later round from the student of the round before; every round but the last is written
@@ -142,6 +154,11 @@ class DistillConfig(AdversarialConfig):
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if not 1.0 <= self.input_scale <= 8.0:
             raise ValueError(f"input_scale must be in [1, 8], got {self.input_scale}")
+        if self.lambda_layout_adv < 0 or self.layout_layers < 1:
+            raise ValueError(
+                f"lambda_layout_adv must be >= 0 and layout_layers >= 1, got {self.lambda_layout_adv}, "
+                f"{self.layout_layers}"
+            )
 
 
 @torch.no_grad()
@@ -301,7 +318,7 @@ def noisy_student_batch(
 class DistillTrainer(AdversarialTrainer):
     """Student, optimiser and the teacher-labelled data of one distillation run."""
 
-    progress_keys = ("loss", "l1", "semantic")
+    progress_keys = ("loss", "l1", "semantic", "G_layout", "D_layout")
 
     def __init__(self, cfg: DistillConfig, out: str | Path, device: str = "cpu", round_index: int = 1):
         super().__init__(cfg, out, device)
@@ -339,6 +356,15 @@ class DistillTrainer(AdversarialTrainer):
             labels.append(label.masked_fill(confidence < cfg.label_threshold, IGNORE_ID).cpu())
         self.target, self.labels = torch.cat(targets), torch.cat(labels)
         self.label_fraction = float((self.labels != IGNORE_ID).float().mean())
+        self.D: nn.Module | None = None
+        if cfg.lambda_layout_adv > 0:  # the adversary on class maps, and the sim frames it learns from
+            self.x_sim, _ = self.load_domain(cfg.sim, seed_offset=1)
+            classes = self.segmenter(self.x[:1].to(self.device)).shape[1]
+            self.D = PatchGANDiscriminator(ndf=cfg.ndf, n_layers=cfg.layout_layers, in_channels=classes)
+            self.D = self.D.to(self.device)
+            self.sync_initial_weights([self.D])
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+            self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, lr_lambda(cfg.iterations, cfg.decay_start))
         if self.device.type == "cuda":  # batches are gathered on the GPU, no copies in the loop
             self.x, self.target, self.labels = (a.to(self.device) for a in (self.x, self.target, self.labels))
 
@@ -355,19 +381,42 @@ class DistillTrainer(AdversarialTrainer):
                 l1 = masked_l1(s, t, y != IGNORE_ID, inside=1.0, outside=0.0)
             else:
                 l1 = F.l1_loss(s, t)
-            semantic = semantic_loss(self.segmenter(s), y, class_weights=None) * cfg.lambda_semantic
+            logits = self.segmenter(s)
+            semantic = semantic_loss(logits, y, class_weights=None) * cfg.lambda_semantic
             loss = l1 + semantic
+            if self.D is not None:
+                adversarial = lsgan_loss(self.D(layout_maps(logits)), True) * cfg.lambda_layout_adv
+                loss = loss + adversarial
         self.optimise("student", self.opt, loss)
         self.sched.step()
+        log = {"loss": float(loss.detach()), "l1": float(l1.detach()), "semantic": float(semantic.detach())}
+        if self.D is not None:
+            log["G_layout"] = float(adversarial.detach())
+            log["D_layout"] = self._adversary_step(logits.detach())
         self.iteration += 1
-        return {"loss": float(loss.detach()), "l1": float(l1.detach()), "semantic": float(semantic.detach())}
+        return log
+
+    def _adversary_step(self, logits_fake: torch.Tensor) -> float:
+        """One step of the class-map discriminator: sim frames' maps real, the batch's fake."""
+        assert self.D is not None
+        idx = torch.randint(len(self.x_sim), (self.cfg.batch_size,), generator=self.gen)
+        with self.autocast():
+            with torch.no_grad():
+                maps_sim = layout_maps(self.segmenter(self.x_sim[idx].to(self.device)))
+            loss = 0.5 * (lsgan_loss(self.D(maps_sim), True) + lsgan_loss(self.D(layout_maps(logits_fake)), False))
+        self.optimise("D", self.opt_D, loss)
+        self.sched_D.step()
+        return float(loss.detach())
 
     def main_network(self) -> nn.Module:
         self.student.eval()  # the checkpoint is for inference: batch norm on its running statistics
         return self.student
 
     def state_objects(self) -> dict[str, Any]:
-        return {"opt": self.opt, "sched": self.sched}
+        state: dict[str, Any] = {"opt": self.opt, "sched": self.sched}
+        if self.D is not None:
+            state.update(D_layout=self.D, opt_D=self.opt_D, sched_D=self.sched_D)
+        return state
 
     def metadata(self) -> dict[str, Any]:
         cfg = self.cfg
