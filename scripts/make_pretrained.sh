@@ -68,15 +68,25 @@ train vr_goggles_fast_real_office goggles train-translator --method distill --te
 # writes it.
 for look in real_lab real_office; do
   sfx=$([[ $look == real_lab ]] && echo "" || echo "_$look")
-  train "vr_goggles_selfdistill$sfx" goggles train-translator --method distill --teacher "$RUNS/vr_goggles_fast$sfx.pt" \
-    --segmenter "$RUNS/segmenter.pt" --real "$look" --set ngf=16 --set n_blocks=6 --set student_noise=1.0 \
-    --set student_photometric=false --set label_crf=5 --set rounds=5 --set input_scale=1.5 \
-    --out "$RUNS/vr_goggles_selfdistill$sfx.pt"
+  train "vr_goggles_selfdistill_round6$sfx" goggles train-translator --method distill \
+    --teacher "$RUNS/vr_goggles_fast$sfx.pt" --segmenter "$RUNS/segmenter.pt" --real "$look" --set ngf=16 \
+    --set n_blocks=6 --set student_noise=1.0 --set student_photometric=false --set label_crf=5 --set rounds=5 \
+    --set input_scale=1.5 --out "$RUNS/vr_goggles_selfdistill_round6$sfx.pt"
+  # Round 7, the shipped vr_goggles_selfdistill (since 2026-12-05): taught by round 6 at 1.5x,
+  # learning at 1.5x (train_at_scale), with an adversary on the segmenter's class maps of its
+  # translations against sim frames (lambda_layout_adv 0.05, a 2-stage PatchGAN of 32 filters):
+  # about 70 minutes a look on one core, 38 of them training. The shipped files' teacher was
+  # round 6 as shipped until then (half-precision weights: `git show
+  # 85a1be7:sim2real_goggles/pretrained/vr_goggles_selfdistill$sfx.pt`).
+  train "vr_goggles_selfdistill$sfx" goggles train-translator --method distill \
+    --teacher "$RUNS/vr_goggles_selfdistill_round6$sfx.pt" --segmenter "$RUNS/segmenter.pt" --real "$look" \
+    --set ngf=16 --set n_blocks=6 --set student_noise=1.0 --set student_photometric=false --set input_scale=1.5 \
+    --set train_at_scale=true --set lambda_layout_adv=0.05 --set ndf=32 --out "$RUNS/vr_goggles_selfdistill$sfx.pt"
   # The fast students of the self-distilled ones: vr_goggles_fast's network (the distill
   # defaults' size), labelled by the round-6 student at the 1.5x it records, translating at 1x
   # (2026-12-05): about 41 minutes a look on one core, 12 of them training.
   train "vr_goggles_selfdistill_fast$sfx" goggles train-translator --method distill \
-    --teacher "$RUNS/vr_goggles_selfdistill$sfx.pt" --segmenter "$RUNS/segmenter.pt" --real "$look" \
+    --teacher "$RUNS/vr_goggles_selfdistill_round6$sfx.pt" --segmenter "$RUNS/segmenter.pt" --real "$look" \
     --set student_noise=1.0 --set student_photometric=false --set label_crf=5 \
     --out "$RUNS/vr_goggles_selfdistill_fast$sfx.pt"
 done
@@ -116,15 +126,17 @@ ship cyclegan "CycleGAN goggles real_lab -> sim (compact generator)"
 ship vr_goggles "VR-Goggles real_lab -> sim (compact generator): CycleGAN + semantic + shift losses" --fp16-weights
 ship vr_goggles_fast "VR-Goggles real_lab -> sim distilled into compact_fast (2.4x fewer MACs): for CPU robots"
 ship vr_goggles_fast_real_office "VR-Goggles real_office -> sim distilled into compact_fast: the same distill command on real_office"
-ship vr_goggles_selfdistill "VR-Goggles real_lab -> sim self-distilled: the goggles-size student of vr_goggles_fast after 5 more label-free rounds, each taught by the one before, translating at 1.5x the frame size (train_minutes: the last round's training)" --fp16-weights
-ship vr_goggles_selfdistill_real_office "VR-Goggles real_office -> sim self-distilled: the goggles-size student of vr_goggles_fast_real_office after 5 more label-free rounds, each taught by the one before, translating at 1.5x the frame size (train_minutes: the last round's training)" --fp16-weights
-# A fast student's manifest command is its teacher's chain, then its own distillation.
+# A self-distilled student's manifest command is its teacher's chain, then its own distillation.
 for look in real_lab real_office; do
   sfx=$([[ $look == real_lab ]] && echo "" || echo "_$look")
+  "$G" pretrained add "vr_goggles_selfdistill$sfx" "$RUNS/vr_goggles_selfdistill$sfx.pt" --fp16-weights \
+    --command "$(cat "$RUNS/vr_goggles_selfdistill_round6$sfx.command") && $(cat "$RUNS/vr_goggles_selfdistill$sfx.command")" \
+    --evaluation "$RUNS/vr_goggles_selfdistill$sfx.eval.json" \
+    --description "VR-Goggles $look -> sim self-distilled: the goggles-size student of vr_goggles_fast$sfx after 6 more label-free rounds, each taught by the one before, the last trained at 1.5x with an adversary on the segmenter's class maps (lambda_layout_adv), translating at 1.5x the frame size (train_minutes: the last round's training)"
   "$G" pretrained add "vr_goggles_selfdistill_fast$sfx" "$RUNS/vr_goggles_selfdistill_fast$sfx.pt" --fp16-weights \
-    --command "$(cat "$RUNS/vr_goggles_selfdistill$sfx.command") && $(cat "$RUNS/vr_goggles_selfdistill_fast$sfx.command")" \
+    --command "$(cat "$RUNS/vr_goggles_selfdistill_round6$sfx.command") && $(cat "$RUNS/vr_goggles_selfdistill_fast$sfx.command")" \
     --evaluation "$RUNS/vr_goggles_selfdistill_fast$sfx.eval.json" \
-    --description "VR-Goggles $look -> sim for CPU robots: vr_goggles_fast's network (compact_fast) distilled from vr_goggles_selfdistill$sfx translating at 1.5x, at 1x itself (train_minutes: its own training, after its teacher's chain)"
+    --description "VR-Goggles $look -> sim for CPU robots: vr_goggles_fast's network (compact_fast) distilled from round 6 of the vr_goggles_selfdistill$sfx chain translating at 1.5x, at 1x itself (train_minutes: its own training, after its teacher's chain)"
 done
 ship vr_goggles_real_office "VR-Goggles real_office -> sim: the same recipe and command, trained on real_office" --fp16-weights
 ship cyclegan_real_office "CycleGAN goggles real_office -> sim: the same recipe and command, trained on real_office"
