@@ -125,7 +125,8 @@ class DistillConfig(AdversarialConfig):
     of sim frames (``sim``, as many as ``frames``) from those of the student's translations, and
     the student learns to fool it (LSGAN), so class shapes the simulator never shows (a chair
     with no gap between its legs, a blob of floor on a wall) cost it even where the teacher's
-    labels have them."""
+    labels have them. The discriminator learns with Adam (lr 2e-4, beta1 0.5) on the student's
+    schedule."""
     layout_layers: int = 2
     """Stride-2 stages of that discriminator (2: 34x34 patches)."""
     rounds: int = 1
@@ -367,6 +368,8 @@ class DistillTrainer(AdversarialTrainer):
             self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, lr_lambda(cfg.iterations, cfg.decay_start))
         if self.device.type == "cuda":  # batches are gathered on the GPU, no copies in the loop
             self.x, self.target, self.labels = (a.to(self.device) for a in (self.x, self.target, self.labels))
+            if self.D is not None:
+                self.x_sim = self.x_sim.to(self.device)
 
     def step(self) -> dict[str, float]:
         cfg = self.cfg
